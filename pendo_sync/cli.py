@@ -1,0 +1,287 @@
+"""`pendo-sync`: demo, discover, emulator, check, run, and state (list, show, revert, import-singer, unlock)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pendo_sync.config import ConfigError, ProjectConfig, load_config
+from pendo_sync.defs.resources import EMULATOR_KEY, EMULATOR_URL
+from pendo_sync.pendo.client import PendoClient, PendoError
+from pendo_sync.state.store import StateError, StateStore
+from pendo_sync.warehouse.engines import WarehouseUrlError, make_engine
+
+
+def _warehouse_url(args: argparse.Namespace) -> str | None:
+    return getattr(args, "warehouse_url", None) or os.environ.get("PENDO_SYNC_WAREHOUSE_URL")
+
+
+def _pendo_client(max_connections: int = 64) -> PendoClient:
+    return PendoClient(
+        os.environ.get("PENDO_BASE_URL", EMULATOR_URL),
+        os.environ.get("PENDO_INTEGRATION_KEY", EMULATOR_KEY),
+        max_connections=max_connections,
+    )
+
+
+def _state(config: ProjectConfig, args: argparse.Namespace) -> StateStore:
+    state_url = os.environ.get("PENDO_SYNC_STATE_URL")
+    engine = make_engine(state_url) if state_url else make_engine(_warehouse_url(args))
+    return StateStore(engine, os.environ.get("PENDO_SYNC_STATE_SCHEMA", config.state_schema))
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from pendo_sync.warehouse.catalog import discover, to_singer_catalog
+
+    engine = make_engine(_warehouse_url(args))
+    catalog = discover(engine, schemas=args.schema or None)
+    print(json.dumps(to_singer_catalog(catalog, engine.url.database or ""), indent=2, default=str))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config against the warehouse and Pendo; print problems, or what each sync would send."""
+    from pendo_sync.engine.preflight import pendo_problems, source_columns, warehouse_problems
+    from pendo_sync.engine.run import RunOptions, run_sync
+
+    config = load_config(args.config)
+    engine = make_engine(_warehouse_url(args))
+    state = _state(config, args)
+    specs = [config.sync(n) for n in args.syncs] if args.syncs else list(config.syncs)
+
+    async def schemas() -> dict[str, Any]:
+        async with _pendo_client() as client:
+            return {kind: await client.field_schema(kind) for kind in {s.kind for s in specs}}
+
+    pendo_schema = asyncio.run(schemas())
+    problems: list[str] = []
+    for spec in specs:
+        columns = source_columns(engine, spec)
+        found = warehouse_problems(spec, columns) or pendo_problems(spec, pendo_schema[spec.kind])
+        problems += found
+        if found:
+            continue
+        mode = "incremental" if spec.replication_key else "full"
+        plan = run_sync(
+            spec,
+            engine,
+            state,
+            _pendo_client,
+            config.delivery,
+            RunOptions(mode=mode, dry_run=True),
+            column_types=columns,
+        )
+        print(
+            f"{spec.name}: OK; a {mode} run would send {plan.counts['rows_read']:,} records "
+            f"({plan.slice}) to Pendo {spec.kind} {spec.group} fields "
+            f"{', '.join(m.field for m in spec.fields)}"
+        )
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one sync outside Dagster (scripts, the kill test, a terminal with a progress bar)."""
+    from pendo_sync.engine.run import Progress, RunOptions, run_sync
+
+    config = load_config(args.config)
+    spec = config.sync(args.sync)
+    engine = make_engine(_warehouse_url(args))
+    tty = sys.stderr.isatty()
+
+    def show(progress: Progress) -> None:
+        end = "" if tty else "\n"
+        print(("\r" if tty else "") + f"{spec.name}: {progress.line()}", end=end, file=sys.stderr, flush=True)
+
+    mode = args.mode or ("incremental" if spec.replication_key else "full")
+    options = RunOptions(mode=mode, full_refresh=args.full_refresh, progress=show)
+    if args.window:
+        options.mode, options.window = "backfill", tuple(args.window)
+    outcome = run_sync(
+        spec,
+        engine,
+        _state(config, args),
+        lambda: _pendo_client(config.delivery.concurrency * 2),
+        config.delivery,
+        options,
+    )
+    if tty:
+        print(file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "sync": spec.name,
+                "status": outcome.status,
+                "version": outcome.version,
+                "counts": outcome.counts,
+                "seconds": round(outcome.duration_seconds, 3),
+                "records_per_second": round(outcome.records_per_second, 1),
+            },
+            default=str,
+        )
+    )
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    config.sync(args.sync)
+    state = _state(config, args)
+    state.ensure_schema()
+    if args.state_cmd == "list":
+        for v in state.versions_of(args.sync):
+            c = v.counts
+            print(
+                f"{v.version:>4}  {v.started_at:%Y-%m-%d %H:%M:%S}  {v.mode:<11} {v.status:<8} cursor={v.cursor}  "
+                f"sent={c['sent']} missing={c['missing']} rejected={c['rejected']} cleared={c['cleared']}"
+            )
+    elif args.state_cmd == "show":
+        found = state.version(args.sync, args.version)
+        if found is None:
+            raise StateError(f"sync {args.sync!r} has no state version {args.version or '(none yet)'}")
+        print(
+            json.dumps(
+                {
+                    **found.as_dict(),
+                    "ledger_rows": state.ledger_count(args.sync),
+                    "outstanding_rejects": len(state.rejects_of(args.sync)),
+                },
+                indent=2,
+            )
+        )
+    elif args.state_cmd == "revert":
+        forgotten = state.revert_plan(args.sync, args.to)
+        print(
+            f"Reverting {args.sync} to version {args.to} forgets {forgotten:,} confirmed rows; "
+            f"the next run resends them (and anything changed since)."
+        )
+        if not args.yes and (not sys.stdin.isatty() or input("Proceed? [y/N] ").strip().lower() != "y"):
+            print("Nothing changed. Pass --yes to revert without asking.")
+            return 1
+        reverted = state.revert(args.sync, args.to)
+        print(f"Done: state version {reverted.version} records the revert; cursor is now {reverted.cursor}.")
+    elif args.state_cmd == "import-singer":
+        from pendo_sync.state.singer import import_singer_state
+
+        version, rows = import_singer_state(
+            config.sync(args.sync), make_engine(_warehouse_url(args)), state, args.state_file, args.stream
+        )
+        print(
+            f"Imported: state version {version}; {rows:,} rows up to the bookmark marked as already in Pendo."
+        )
+    elif args.state_cmd == "unlock":
+        state.release_lock(args.sync)
+        print(f"Released the lock of {args.sync}.")
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from pendo_sync.pendo.emulator import EmulatorSettings, serve
+
+    settings = EmulatorSettings(
+        integration_key=args.key,
+        fixed_latency_s=args.latency_ms / 1000,
+        per_record_latency_s=args.per_record_us / 1e6,
+        call_time_limit_s=args.time_limit,
+        max_concurrent=args.max_concurrent,
+        retry_after_s=args.retry_after,
+    )
+    print(
+        f"Pendo emulator on http://{args.host}:{args.port} (key: set PENDO_INTEGRATION_KEY to the --key value)",
+        file=sys.stderr,
+    )
+    serve(args.host, args.port, args.seed, settings)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pendo_sync.demo.run import run_demo
+
+    return run_demo(accounts=args.accounts, visitors=args.visitors, fresh=args.fresh)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pendo-sync", description=__doc__)
+    parser.add_argument(
+        "--config", help="sync config YAML (default: $PENDO_SYNC_CONFIG, else the demo config)"
+    )
+    parser.add_argument(
+        "--warehouse-url", help="SQLAlchemy URL (default: $PENDO_SYNC_WAREHOUSE_URL, else DuckDB)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="sample warehouse + local emulator + both syncs through Dagster")
+    demo.add_argument("--accounts", type=int, default=5_000)
+    demo.add_argument("--visitors", type=int, default=50_000)
+    demo.add_argument("--fresh", action="store_true", help="recreate the sample data, state and emulator")
+    demo.set_defaults(func=cmd_demo)
+
+    disc = sub.add_parser("discover", help="print the warehouse catalog as a Singer catalog (JSON)")
+    disc.add_argument("--schema", action="append", help="limit to a schema (repeatable)")
+    disc.set_defaults(func=cmd_discover)
+
+    check = sub.add_parser("check", help="validate the config against the warehouse and Pendo; print a plan")
+    check.add_argument("syncs", nargs="*")
+    check.set_defaults(func=cmd_check)
+
+    run = sub.add_parser("run", help="run one sync now, outside Dagster")
+    run.add_argument("sync")
+    run.add_argument("--mode", choices=["full", "incremental"])
+    run.add_argument("--full-refresh", action="store_true", help="ignore the ledger and resend every row")
+    run.add_argument("--window", nargs=2, metavar=("START", "END"), help="backfill [START, END) of the key")
+    run.set_defaults(func=cmd_run)
+
+    emu = sub.add_parser("emulator", help="run the local Pendo emulator")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8765)
+    emu.add_argument("--seed", help="seed JSON (fields and ids)")
+    emu.add_argument("--key", default=EMULATOR_KEY)
+    emu.add_argument("--latency-ms", type=float, default=0.0)
+    emu.add_argument("--per-record-us", type=float, default=0.0)
+    emu.add_argument("--time-limit", type=float, default=300.0)
+    emu.add_argument("--max-concurrent", type=int, default=0)
+    emu.add_argument("--retry-after", type=float, default=1.0)
+    emu.set_defaults(func=cmd_emulator)
+
+    state = sub.add_parser("state", help="inspect and move a sync's state")
+    state_sub = state.add_subparsers(dest="state_cmd", required=True)
+    for name, text in (
+        ("list", "every state version"),
+        ("show", "one version (default: newest)"),
+        ("revert", "step back to a version"),
+        ("import-singer", "start from a Singer state file"),
+        ("unlock", "release a dead run's lock"),
+    ):
+        cmd = state_sub.add_parser(name, help=text)
+        cmd.add_argument("sync")
+        if name == "show":
+            cmd.add_argument("version", nargs="?", type=int)
+        if name == "revert":
+            cmd.add_argument("--to", type=int, required=True)
+            cmd.add_argument("--yes", action="store_true")
+        if name == "import-singer":
+            cmd.add_argument("state_file")
+            cmd.add_argument(
+                "--stream", help="bookmark key (default: the one ending in the sync's table name)"
+            )
+        cmd.set_defaults(func=cmd_state)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, StateError, PendoError, WarehouseUrlError, ValueError) as exc:
+        print(f"pendo-sync: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""The sync spec: load the YAML file, validate it, and explain every error with its place and its fix.
+
+A file looks like (see README for every key):
+
+    syncs:
+      accounts:
+        kind: account
+        group: custom
+        table: public.accounts
+        id_column: account_id
+        replication_key: updated_at
+        fields:
+          plan: {type: string}
+          seats: {field: seat_count, type: integer}
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pendo_sync.pendo.types import PENDO_TYPES, canonical_type
+
+DEMO_CONFIG = Path(__file__).parent / "demo" / "syncs.yaml"
+KINDS = ("visitor", "account")
+GROUPS = ("custom", "agent")
+ON_DELETE = ("clear", "ignore")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    """The config cannot be used; `problems` lists each with its place and its fix."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        super().__init__(f"{len(problems)} problem(s){where}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """One warehouse column written to one Pendo field of a declared type."""
+
+    column: str
+    field: str
+    type: str
+    element_type: str = ""
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How records reach Pendo; defaults suit Pendo's documented limits (README: Delivery settings)."""
+
+    concurrency: int = 8
+    min_concurrency: int = 1
+    batch_records: int = 1000
+    max_batch_records: int = 5000
+    max_batch_bytes: int = 4_000_000
+    target_call_seconds: float = 60.0
+    request_timeout_seconds: float = 300.0
+    max_attempts: int = 6
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 60.0
+    runtime_budget_seconds: float = 0.0  # 0 = no budget
+    chunk_rows: int = 10_000
+    progress_every_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class SyncSpec:
+    """One source (table or SELECT) with one id column, mapped onto one Pendo kind and group."""
+
+    name: str
+    kind: str
+    group: str
+    id_column: str
+    fields: tuple[FieldMapping, ...]
+    table: str | None = None
+    query: str | None = None
+    replication_key: str | None = None
+    on_delete: str = "ignore"
+    lookback_seconds: int = 3600
+    missing_retry_seconds: int = 86_400
+    create_missing: bool = False
+    existing_ids_only: bool = False
+    existing_id_length: int | None = None
+    incremental_cron: str = "*/15 * * * *"
+    full_cron: str = "0 3 * * *"
+    partition_start: str | None = None
+    max_reject_share: float = 0.05
+    description: str = ""
+
+    @property
+    def id_key(self) -> str:
+        """The JSON key Pendo uses for this kind's id."""
+        return "visitorId" if self.kind == "visitor" else "accountId"
+
+    @property
+    def source_label(self) -> str:
+        return self.table or "query"
+
+    @property
+    def columns(self) -> list[str]:
+        return [m.column for m in self.fields]
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Everything in one config file."""
+
+    syncs: tuple[SyncSpec, ...]
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    state_schema: str = "pendo_sync"
+    source: str = ""
+
+    def sync(self, name: str) -> SyncSpec:
+        for spec in self.syncs:
+            if spec.name == name:
+                return spec
+        known = ", ".join(s.name for s in self.syncs)
+        raise ConfigError([f"no sync named {name!r}; the config has: {known}"], self.source)
+
+
+_TOP_KEYS = {
+    "syncs": "the syncs, by name",
+    "delivery": "delivery settings",
+    "state_schema": "schema for state",
+}
+_SYNC_KEYS = {
+    "kind",
+    "group",
+    "table",
+    "query",
+    "id_column",
+    "replication_key",
+    "fields",
+    "on_delete",
+    "lookback_seconds",
+    "missing_retry_seconds",
+    "create_missing",
+    "existing_ids_only",
+    "existing_id_length",
+    "incremental_cron",
+    "full_cron",
+    "partition_start",
+    "max_reject_share",
+    "description",
+}
+_FIELD_KEYS = {"field", "type", "element_type"}
+
+
+def _unknown(key: str, allowed: set[str] | dict[str, str], place: str) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{place}: unknown key {key!r}{hint}; allowed keys are {', '.join(sorted(allowed))}"
+
+
+def config_path() -> Path:
+    """PENDO_SYNC_CONFIG, or the shipped demo config."""
+    return Path(os.environ.get("PENDO_SYNC_CONFIG") or DEMO_CONFIG)
+
+
+def load_config(path: str | Path | None = None) -> ProjectConfig:
+    """Read and validate a config file; raise ConfigError listing every problem found."""
+    path = Path(path) if path else config_path()
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError([f"config file {path} does not exist; set PENDO_SYNC_CONFIG to your file"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from exc
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: Any, source: str = "") -> ProjectConfig:
+    """Validate a parsed YAML document into a ProjectConfig."""
+    problems: list[str] = []
+    if not isinstance(raw, dict) or not isinstance(raw.get("syncs"), dict) or not raw["syncs"]:
+        raise ConfigError(["the file must have a top-level 'syncs:' mapping of sync name to sync"], source)
+    problems += [_unknown(k, _TOP_KEYS, "top level") for k in raw if k not in _TOP_KEYS]
+    delivery = _parse_delivery(raw.get("delivery") or {}, problems)
+    state_schema = str(raw.get("state_schema", "pendo_sync"))
+    if not _NAME.match(state_schema):
+        problems.append(
+            f"state_schema: {state_schema!r} is not a plain identifier; use letters, digits and _"
+        )
+    syncs = [_parse_sync(name, body, problems) for name, body in raw["syncs"].items()]
+    if problems:
+        raise ConfigError(problems, source)
+    return ProjectConfig(tuple(s for s in syncs if s), delivery, state_schema, source)
+
+
+def _parse_delivery(raw: Any, problems: list[str]) -> DeliverySettings:
+    defaults = DeliverySettings()
+    if not isinstance(raw, dict):
+        problems.append("delivery: must be a mapping of setting to value")
+        return defaults
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not hasattr(defaults, key):
+            problems.append(_unknown(key, set(DeliverySettings.__dataclass_fields__), "delivery"))
+        elif not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            problems.append(f"delivery.{key}: {value!r} is not a non-negative number")
+        else:
+            values[key] = type(getattr(defaults, key))(value)
+    return DeliverySettings(**values)
+
+
+def _parse_sync(name: str, body: Any, problems: list[str]) -> SyncSpec | None:
+    place = f"sync {name!r}"
+    if not _NAME.match(str(name)):
+        problems.append(
+            f"{place}: the name must be a plain identifier (letters, digits, _) as it names Dagster assets"
+        )
+    if not isinstance(body, dict):
+        problems.append(f"{place}: must be a mapping with kind, group, table or query, id_column and fields")
+        return None
+    start = len(problems)
+    problems += [_unknown(k, _SYNC_KEYS, place) for k in body if k not in _SYNC_KEYS]
+    kind, group = body.get("kind"), body.get("group", "custom")
+    if kind not in KINDS:
+        problems.append(
+            f"{place}: kind {kind!r} is not one of visitor, account; set kind: visitor or kind: account"
+        )
+    if group not in GROUPS:
+        problems.append(
+            f"{place}: group {group!r} is not one of custom, agent; set group: custom or group: agent"
+        )
+    table, query = body.get("table"), body.get("query")
+    if bool(table) == bool(query):
+        problems.append(f"{place}: give exactly one of 'table' (schema.table) or 'query' (a SELECT)")
+    if query and not str(query).lstrip().lower().startswith(("select", "with")):
+        problems.append(f"{place}: query must be a SELECT (or WITH ... SELECT) statement")
+    id_column = body.get("id_column")
+    if not id_column:
+        problems.append(
+            f"{place}: 'id_column' is required; name the column that holds the Pendo {kind or 'record'} id"
+        )
+    on_delete = body.get("on_delete", "ignore")
+    if on_delete not in ON_DELETE:
+        problems.append(f"{place}: on_delete {on_delete!r} is not one of clear, ignore")
+    fields = _parse_fields(place, body.get("fields"), problems)
+    if len(problems) > start:
+        return None
+    options = {
+        k: body[k]
+        for k in _SYNC_KEYS - {"kind", "group", "table", "query", "id_column", "fields"}
+        if k in body
+    }
+    return SyncSpec(
+        name=name,
+        kind=str(kind),
+        group=str(group),
+        id_column=str(id_column),
+        fields=tuple(fields),
+        table=str(table) if table else None,
+        query=str(query).strip().rstrip(";") if query else None,
+        **options,
+    )
+
+
+def _parse_fields(place: str, raw: Any, problems: list[str]) -> list[FieldMapping]:
+    if not isinstance(raw, dict) or not raw:
+        problems.append(
+            f"{place}: 'fields' must map each source column to {{field: <pendo field>, type: <type>}}"
+        )
+        return []
+    mappings: list[FieldMapping] = []
+    by_field: dict[str, str] = {}
+    for column, spec in raw.items():
+        where = f"{place}, column {column!r}"
+        spec = {"type": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict):
+            problems.append(f"{where}: must be a type name or {{field: <pendo field>, type: <type>}}")
+            continue
+        problems += [_unknown(k, _FIELD_KEYS, where) for k in spec if k not in _FIELD_KEYS]
+        pendo_type = canonical_type(str(spec.get("type", "")))
+        if pendo_type is None:
+            problems.append(
+                f"{where}: unknown Pendo type {spec.get('type')!r}; use one of {', '.join(PENDO_TYPES)}"
+            )
+            continue
+        element_type = canonical_type(str(spec["element_type"])) if spec.get("element_type") else ""
+        if element_type is None or element_type == "list":
+            problems.append(f"{where}: element_type {spec.get('element_type')!r} must be a scalar Pendo type")
+            continue
+        target = str(spec.get("field") or column)
+        if target in by_field:
+            problems.append(
+                f"{place}: columns {by_field[target]!r} and {column!r} both map to Pendo field {target!r}; "
+                "map each field from one column"
+            )
+            continue
+        by_field[target] = column
+        mappings.append(FieldMapping(str(column), target, pendo_type, element_type))
+    return mappings

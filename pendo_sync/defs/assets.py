@@ -1,0 +1,220 @@
+"""Assets built from the sync config: an observed asset per warehouse source, and per sync a Pendo asset
+(the live sync: full or incremental) and, where the sync has a replication key, a daily-partitioned Pendo
+asset whose partitions re-sync exactly the rows of those days (backfills, new-row sensor)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+
+from pendo_sync.config import DeliverySettings, SyncSpec
+from pendo_sync.defs.resources import PendoResource, StateResource, WarehouseResource
+from pendo_sync.defs.slices_io import SourceSlice
+from pendo_sync.engine.preflight import pendo_problems, source_columns, warehouse_problems
+from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
+from pendo_sync.warehouse.catalog import describe_table
+from pendo_sync.warehouse.slices import Slice, count_rows, max_replication_key
+
+
+class SyncRunConfig(dg.Config):
+    """Run config of a sync: how to read and whether to trust the ledger."""
+
+    mode: str = "auto"  # auto | full | incremental  (auto: incremental when the sync has a replication key)
+    full_refresh: bool = False  # ignore the ledger and resend every row of the slice
+
+
+def source_key(spec: SyncSpec) -> dg.AssetKey:
+    name = spec.table.rpartition(".")[2] if spec.table else f"{spec.name}_query"
+    return dg.AssetKey(["warehouse", name])
+
+
+def pendo_key(spec: SyncSpec) -> dg.AssetKey:
+    return dg.AssetKey(["pendo", spec.name])
+
+
+def daily_key(spec: SyncSpec) -> dg.AssetKey:
+    return dg.AssetKey(["pendo", f"{spec.name}_daily"])
+
+
+def daily_partitions(spec: SyncSpec) -> dg.DailyPartitionsDefinition:
+    start = spec.partition_start or (dt.date.today() - dt.timedelta(days=90)).isoformat()
+    return dg.DailyPartitionsDefinition(start_date=start, end_offset=1)
+
+
+def column_schema(columns: dict[str, str]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, data_type or "unknown") for name, data_type in columns.items()]
+    )
+
+
+def build_source_asset(spec: SyncSpec) -> dg.SourceAsset:
+    """The warehouse table (or query) a sync reads, observed for its schema, size and newest key."""
+    key = source_key(spec)
+
+    @dg.observable_source_asset(
+        key=key,
+        group_name="warehouse",
+        description=f"Warehouse source {spec.source_label} (observed: column schema, row count, newest key).",
+        io_manager_key="source_slices",
+    )
+    def observe(warehouse: WarehouseResource) -> dg.ObserveResult:
+        engine = warehouse.engine()
+        metadata: dict[str, Any] = {"row_count": dg.MetadataValue.int(count_rows(engine, spec))}
+        version = ""
+        if spec.table:
+            table = describe_table(engine, spec.table)
+            if table is not None:
+                metadata["dagster/column_schema"] = column_schema(
+                    {c.name: c.data_type for c in table.columns}
+                )
+                version = table.fingerprint()[:16]
+        if spec.replication_key:
+            newest = max_replication_key(engine, spec, Slice("full"))
+            metadata["newest_" + spec.replication_key] = dg.MetadataValue.text(str(newest))
+            version += f":{newest}"
+        return dg.ObserveResult(
+            metadata=metadata, data_version=dg.DataVersion(f"{version}:{metadata['row_count'].value}")
+        )
+
+    return observe
+
+
+def outcome_metadata(outcome: SyncOutcome) -> dict[str, Any]:
+    """Numbers the UI plots over time, and a sample of rejects with their reasons."""
+    c = outcome.counts
+    meta: dict[str, Any] = {
+        "status": dg.MetadataValue.text(outcome.status),
+        "slice": dg.MetadataValue.text(outcome.slice),
+        "state_version": dg.MetadataValue.int(outcome.version),
+        "cursor": dg.MetadataValue.text(str(outcome.cursor)),
+        "duration_seconds": dg.MetadataValue.float(round(outcome.duration_seconds, 3)),
+        "records_per_second": dg.MetadataValue.float(round(outcome.records_per_second, 1)),
+        "reject_share": dg.MetadataValue.float(round(outcome.reject_share, 4)),
+    }
+    for name in (
+        "rows_read",
+        "sent",
+        "updated",
+        "missing",
+        "rejected",
+        "cleared",
+        "deleted",
+        "calls",
+        "retries",
+    ):
+        meta[name] = dg.MetadataValue.int(int(c.get(name, 0)))
+    if outcome.reject_sample:
+        meta["rejected_sample"] = dg.MetadataValue.table(
+            records=[dg.TableRecord(r) for r in outcome.reject_sample],
+            schema=dg.TableSchema(
+                columns=[dg.TableColumn("id"), dg.TableColumn("kind"), dg.TableColumn("reason")]
+            ),
+        )
+    if outcome.note:
+        meta["note"] = dg.MetadataValue.text(outcome.note)
+    return meta
+
+
+def execute_sync(
+    context: dg.AssetExecutionContext,
+    spec: SyncSpec,
+    delivery: DeliverySettings,
+    warehouse: WarehouseResource,
+    pendo: PendoResource,
+    state: StateResource,
+    options: RunOptions,
+) -> dg.MaterializeResult:
+    """Preflight (nothing is sent on a bad config), run the engine, and report its outcome."""
+    engine = warehouse.engine()
+    columns = source_columns(engine, spec)
+    problems = warehouse_problems(spec, columns)
+    if not problems:
+        problems = pendo_problems(spec, asyncio.run(_field_schema(pendo, spec.kind)))
+    if problems:
+        raise dg.Failure(description="config does not match the warehouse or Pendo:\n" + "\n".join(problems))
+    options.progress = lambda p: context.log.info(f"sync {spec.name}: {p.line()}")
+    outcome = run_sync(
+        spec,
+        engine,
+        state.store(warehouse),
+        lambda: pendo.client(delivery.concurrency * 2),
+        delivery,
+        options,
+        column_types=columns,
+    )
+    context.log.info(
+        f"sync {spec.name} {outcome.status}: {outcome.counts.get('sent', 0)} sent, "
+        f"{outcome.counts.get('missing', 0)} missing, {outcome.counts.get('rejected', 0)} rejected "
+        f"in {outcome.duration_seconds:.1f}s (state version {outcome.version})"
+    )
+    return dg.MaterializeResult(metadata=outcome_metadata(outcome))
+
+
+async def _field_schema(pendo: PendoResource, kind: str) -> dict[str, Any]:
+    async with pendo.client() as client:
+        return await client.field_schema(kind)
+
+
+def build_pendo_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDefinition:
+    """The live sync of one source into Pendo: incremental past the cursor, or full with deletes."""
+
+    @dg.asset(
+        key=pendo_key(spec),
+        ins={"source": dg.AssetIn(key=source_key(spec))},
+        group_name="pendo",
+        description=(spec.description + " " if spec.description else "")
+        + f"Pendo {spec.kind} {spec.group} fields synced from {spec.source_label} "
+        f"({len(spec.fields)} fields; deletes: {spec.on_delete}).",
+        kinds={"pendo"},
+        pool=f"pendo_sync_{spec.name}",
+        tags={"pendo_sync/sync": spec.name},
+    )
+    def live_sync(
+        context: dg.AssetExecutionContext,
+        config: SyncRunConfig,
+        source: SourceSlice,
+        warehouse: WarehouseResource,
+        pendo: PendoResource,
+        state: StateResource,
+    ) -> dg.MaterializeResult:
+        mode = config.mode if config.mode != "auto" else ("incremental" if spec.replication_key else "full")
+        options = RunOptions(mode=mode, full_refresh=config.full_refresh, run_id=context.run_id)
+        return execute_sync(context, spec, delivery, warehouse, pendo, state, options)
+
+    return live_sync
+
+
+def build_daily_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDefinition:
+    """Day partitions of the replication key: a partition (or a backfilled range, in one run) re-syncs
+    exactly its rows, diffed against the ledger, and never moves the live cursor."""
+
+    @dg.asset(
+        key=daily_key(spec),
+        ins={"source": dg.AssetIn(key=source_key(spec))},
+        group_name="pendo",
+        partitions_def=daily_partitions(spec),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=f"Pendo {spec.kind} fields from {spec.source_label}, by day of {spec.replication_key}: "
+        "materialize or backfill days to re-sync exactly those rows.",
+        kinds={"pendo"},
+        pool=f"pendo_sync_{spec.name}",
+        tags={"pendo_sync/sync": spec.name},
+    )
+    def daily_sync(
+        context: dg.AssetExecutionContext,
+        config: SyncRunConfig,
+        source: SourceSlice,
+        warehouse: WarehouseResource,
+        pendo: PendoResource,
+        state: StateResource,
+    ) -> dg.MaterializeResult:
+        window = (source.window.lower, source.window.upper)
+        options = RunOptions(
+            mode="backfill", window=window, full_refresh=config.full_refresh, run_id=context.run_id
+        )
+        return execute_sync(context, spec, delivery, warehouse, pendo, state, options)
+
+    return daily_sync

@@ -1,0 +1,1 @@
+"""Shipped demo configuration and sample data generator."""

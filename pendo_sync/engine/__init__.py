@@ -1,0 +1,1 @@
+"""The sync engine: change sets, batching, delivery and outcome. Knows nothing of Dagster."""

@@ -1,0 +1,317 @@
+"""Delivery under Pendo's limits: batches sized by records, JSON bytes and observed latency; a bounded,
+adaptive pool of concurrent calls; retries that obey the server; row-level outcomes.
+
+Status handling, in one place:
+  200  missing/errors become row rejects, the rest is confirmed
+  408  the call ran past Pendo's time limit: split the batch in half, retry the halves
+  429  wait Retry-After (seconds or HTTP date) and halve concurrency (AIMD)
+  5xx, timeouts, dropped connections: exponential backoff with jitter, then reject the rows with the reason
+  400  a field without a mapping, or a body Pendo cannot read: stop the sync (FatalDeliveryError)
+  401/403  the integration key was refused: stop the sync
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from pendo_sync.config import DeliverySettings
+from pendo_sync.pendo.client import PendoClient, PendoError
+
+
+class FatalDeliveryError(PendoError):
+    """Pendo refused the sync itself (key, field mapping): nothing more can be sent this run."""
+
+
+@dataclass
+class Record:
+    """One row ready to send; `encoded` is its exact JSON, so batch bytes are measured, not guessed."""
+
+    record_id: str
+    row_hash: str
+    encoded: bytes
+    op: str = "upsert"  # "upsert" or "clear"
+
+
+@dataclass
+class Batch:
+    records: list[Record]
+
+    @property
+    def body(self) -> bytes:
+        return b"[" + b",".join(r.encoded for r in self.records) + b"]"
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(r.encoded) for r in self.records) + len(self.records) + 1
+
+    def halves(self) -> tuple[Batch, Batch]:
+        mid = len(self.records) // 2
+        return Batch(self.records[:mid]), Batch(self.records[mid:])
+
+
+@dataclass
+class BatchResult:
+    confirmed: list[Record] = field(default_factory=list)
+    rejects: list[tuple[Record, str, str]] = field(default_factory=list)  # (record, kind, reason)
+    sent: int = 0
+    updated: int = 0
+
+
+@dataclass
+class DeliveryStats:
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    splits: int = 0
+    bytes_sent: int = 0
+    max_in_flight: int = 0
+    min_limit: float = 0.0
+
+
+class BatchSizer:
+    """How many records the next batch may hold: within the configured caps, and small enough that a
+    call is expected to finish inside `target_call_seconds` given the latency observed so far."""
+
+    def __init__(self, settings: DeliverySettings) -> None:
+        self.settings = settings
+        self.records = max(1, min(settings.batch_records, settings.max_batch_records))
+        self.seconds_per_record: float | None = None
+        self.call_seconds = 0.0
+
+    def observe(self, records: int, elapsed: float) -> None:
+        if records <= 0:
+            return
+        per_record = elapsed / records
+        self.seconds_per_record = (
+            per_record
+            if self.seconds_per_record is None
+            else 0.8 * self.seconds_per_record + 0.2 * per_record
+        )
+        self.call_seconds = elapsed if not self.call_seconds else 0.8 * self.call_seconds + 0.2 * elapsed
+        allowed = int(self.settings.target_call_seconds / max(self.seconds_per_record, 1e-9))
+        self.records = max(1, min(self.settings.max_batch_records, allowed))
+
+    def shrink(self) -> None:
+        self.records = max(1, self.records // 2)
+
+
+class AdaptiveLimit:
+    """A concurrency limit that grows by one per window of successes and halves on 429 (AIMD), and a
+    shared pause that holds every caller until a Retry-After has passed."""
+
+    def __init__(self, start: int, floor: int, stats: DeliveryStats) -> None:
+        self.ceiling = max(1, start)
+        self.floor = max(1, min(floor, self.ceiling))
+        self.limit = float(self.ceiling)
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.stats = stats
+        stats.min_limit = self.limit
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            while self.in_flight >= int(self.limit):
+                await self._changed.wait()
+            self.in_flight += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self.in_flight)
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+    async def wait_if_paused(self) -> None:
+        delay = self.paused_until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def succeeded(self) -> None:
+        self.limit = min(self.ceiling, self.limit + 1.0 / max(self.limit, 1.0))
+
+    def throttled(self, retry_after: float) -> None:
+        self.limit = max(self.floor, self.limit / 2)
+        self.stats.min_limit = min(self.stats.min_limit, self.limit)
+        self.paused_until = max(self.paused_until, time.monotonic() + retry_after)
+
+
+def parse_retry_after(value: str | None, default: float) -> float:
+    """Retry-After as seconds: either a number of seconds or an HTTP date."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Delivery:
+    """Sends batches for one sync and turns every answer into confirmed rows or rejects with reasons."""
+
+    TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+    def __init__(
+        self,
+        client: PendoClient,
+        sync_name: str,
+        kind: str,
+        group: str,
+        settings: DeliverySettings,
+        create_missing: bool = False,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.sync_name = sync_name
+        self.kind, self.group = kind, group
+        self.settings = settings
+        self.create_missing = create_missing
+        self.stats = DeliveryStats()
+        self.sizer = BatchSizer(settings)
+        self.limit = AdaptiveLimit(settings.concurrency, settings.min_concurrency, self.stats)
+        self._sleep = sleep
+
+    async def send(self, batch: Batch) -> BatchResult:
+        """Deliver one batch (splitting it on 408) and account for every record in it."""
+        result = BatchResult()
+        await self._send_into(batch, result)
+        return result
+
+    async def _send_into(self, batch: Batch, result: BatchResult) -> None:
+        attempts, throttles = 0, 0
+        while True:
+            await self.limit.wait_if_paused()
+            started = time.monotonic()
+            try:
+                self.stats.calls += 1
+                response = await self.client.post_values(
+                    self.kind, self.group, batch.body, self.create_missing
+                )
+            except self.TRANSIENT as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                attempts += 1
+                if await self._gave_up(batch, result, attempts, reason):
+                    return
+                continue
+            elapsed = time.monotonic() - started
+            status = response.status_code
+            if status == 200:
+                self.limit.succeeded()
+                self.sizer.observe(len(batch.records), elapsed)
+                self.stats.bytes_sent += batch.size_bytes
+                self._apply_answer(batch, response, result)
+                return
+            if status == 408:
+                self.sizer.shrink()
+                if len(batch.records) == 1:
+                    record = batch.records[0]
+                    result.rejects.append(
+                        (record, "error", "one record alone ran past Pendo's time limit (HTTP 408)")
+                    )
+                    return
+                self.stats.splits += 1
+                first, second = batch.halves()
+                await self._send_into(first, result)
+                await self._send_into(second, result)
+                return
+            if status == 429:
+                throttles += 1
+                self.stats.throttled += 1
+                self.stats.retries += 1
+                self.limit.throttled(
+                    parse_retry_after(response.headers.get("retry-after"), self._backoff(throttles))
+                )
+                if throttles > 20 * self.settings.max_attempts:
+                    self._reject_all(
+                        batch, result, "error", f"still rate limited (HTTP 429) after {throttles} waits"
+                    )
+                    return
+                continue
+            if status in (401, 403):
+                raise FatalDeliveryError(
+                    f"sync {self.sync_name!r}: Pendo refused the integration key (HTTP {status}); check "
+                    "PENDO_INTEGRATION_KEY and that PENDO_BASE_URL is the key's region"
+                )
+            if status == 400 or (400 <= status < 500 and status not in (409, 425)):
+                raise FatalDeliveryError(
+                    f"sync {self.sync_name!r}: Pendo refused the {self.kind} {self.group} write "
+                    f"(HTTP {status}: {_error_text(response)}); check that every mapped field exists in Pendo "
+                    f"under {self.kind} / {self.group} (pendo-sync check)"
+                )
+            attempts += 1
+            if await self._gave_up(batch, result, attempts, f"HTTP {status}: {_error_text(response)}"):
+                return
+
+    async def _gave_up(self, batch: Batch, result: BatchResult, attempts: int, reason: str) -> bool:
+        if attempts >= self.settings.max_attempts:
+            self._reject_all(batch, result, "error", f"gave up after {attempts} attempts: {reason}")
+            return True
+        self.stats.retries += 1
+        await self._sleep(self._backoff(attempts))
+        return False
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: a random wait up to base * 2^attempt, capped."""
+        cap = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2**attempt)
+        return random.uniform(cap / 2, cap)
+
+    def _reject_all(self, batch: Batch, result: BatchResult, kind: str, reason: str) -> None:
+        result.rejects += [(r, kind, reason) for r in batch.records]
+
+    def _apply_answer(self, batch: Batch, response: httpx.Response, result: BatchResult) -> None:
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        result.sent += len(batch.records)
+        if not isinstance(answer, dict):
+            # Pendo said 200 but we cannot tell what it applied: claim nothing, the next run resends.
+            self._reject_all(
+                batch, result, "error", "Pendo answered 200 with a body that is not the documented JSON"
+            )
+            return
+        result.updated += int(answer.get("updated") or 0)
+        missing = {str(i) for i in answer.get("missing") or []}
+        errors: dict[str, str] = {}
+        unattributed: list[str] = []
+        for item in answer.get("errors") or []:
+            if isinstance(item, dict) and item.get("id") is not None:
+                detail = item.get("error") or item.get("message") or json.dumps(item)
+                field_name = f"field {item['field']!r}: " if item.get("field") else ""
+                errors[str(item["id"])] = f"Pendo rejected the value: {field_name}{detail}"
+            else:
+                unattributed.append(json.dumps(item) if not isinstance(item, str) else item)
+        if unattributed:
+            reason = f"Pendo reported errors without ids ({'; '.join(unattributed)[:300]}); not claimed"
+        for record in batch.records:
+            if record.record_id in missing:
+                result.rejects.append((record, "missing", f"{self.kind} id not found in Pendo"))
+            elif record.record_id in errors:
+                result.rejects.append((record, "error", errors[record.record_id]))
+            elif unattributed:
+                result.rejects.append((record, "error", reason))
+            else:
+                result.confirmed.append(record)
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        if isinstance(body, dict) and "error" in body:
+            return str(body["error"])[:300]
+    except ValueError:
+        pass
+    return response.text[:300] or response.reason_phrase

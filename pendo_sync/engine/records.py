@@ -1,0 +1,69 @@
+"""Turning change-set rows into Pendo records: coercion per mapped column, JSON encoding, batching by size."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pendo_sync.config import SyncSpec
+from pendo_sync.engine.delivery import Batch, Record
+from pendo_sync.pendo.types import CoercionError, cleared_values, coercer_for
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+class RecordEncoder:
+    """Coerces one row's values to its fields' Pendo types and encodes the record Pendo expects."""
+
+    def __init__(self, spec: SyncSpec) -> None:
+        self.spec = spec
+        self.id_key = spec.id_key
+        self._fields = [(m.column, m.field, coercer_for(m.type, m.element_type)) for m in spec.fields]
+
+    def encode(self, record_id: str | None, row_hash: str, values: tuple[Any, ...]) -> Record:
+        """The record for a row, or CoercionError naming the column, the field and the value."""
+        if record_id is None or record_id == "":
+            raise CoercionError(f"id column {self.spec.id_column!r} is empty")
+        payload: dict[str, Any] = {}
+        coerce: Callable[[Any], Any]
+        for (column, field, coerce), value in zip(self._fields, values, strict=True):
+            try:
+                payload[field] = coerce(value)
+            except CoercionError as exc:
+                raise CoercionError(f"column {column!r} -> field {field!r}: {exc}") from None
+        return Record(record_id, row_hash, _dumps({self.id_key: record_id, "values": payload}).encode())
+
+    def clear(self, record_id: str) -> Record:
+        """The record that clears every mapped field of a deleted id (on_delete: clear)."""
+        values = cleared_values([m.field for m in self.spec.fields])
+        return Record(record_id, "", _dumps({self.id_key: record_id, "values": values}).encode(), op="clear")
+
+
+class Batcher:
+    """Groups records into batches bounded by a record count (which may change between batches) and bytes."""
+
+    def __init__(self, max_records: Callable[[], int], max_bytes: int) -> None:
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._records: list[Record] = []
+        self._bytes = 1
+
+    def add(self, record: Record) -> Batch | None:
+        """Add a record; return a full batch when this record would overflow the current one."""
+        size = len(record.encoded) + 1
+        full = None
+        if self._records and (
+            self._bytes + size > self._max_bytes or len(self._records) >= self._max_records()
+        ):
+            full = self.flush()
+        self._records.append(record)
+        self._bytes += size
+        return full
+
+    def flush(self) -> Batch | None:
+        if not self._records:
+            return None
+        batch = Batch(self._records)
+        self._records, self._bytes = [], 1
+        return batch

@@ -1,0 +1,1 @@
+"""Pendo: field types and coercion, the async client, and the local emulator."""

@@ -1,0 +1,136 @@
+"""The async Pendo client: one httpx.AsyncClient with keep-alive for every call a run makes.
+
+It speaks HTTP and nothing more: deciding what a status means for a batch is the engine's delivery.
+The integration key goes in a header and nowhere else: never in a message, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+REGIONS = {
+    "us": "https://app.pendo.io",
+    "us1": "https://us1.app.pendo.io",
+    "eu": "https://app.eu.pendo.io",
+    "jpn": "https://app.jpn.pendo.io",
+    "jp": "https://app.jpn.pendo.io",
+    "au": "https://app.au.pendo.io",
+}
+
+
+class PendoError(RuntimeError):
+    """A Pendo call that cannot succeed as configured; the message says what to change."""
+
+
+class PendoAuthError(PendoError):
+    pass
+
+
+def resolve_base_url(value: str | None, integration_key: str = "") -> str:
+    """A region name or URL; with none given, the EU host for keys ending in '.eu', else the US host."""
+    if not value:
+        return REGIONS["eu"] if integration_key.endswith(".eu") else REGIONS["us"]
+    if value.lower() in REGIONS:
+        return REGIONS[value.lower()]
+    if not value.startswith(("http://", "https://")):
+        raise PendoError(
+            f"PENDO_BASE_URL {value!r} is neither a region ({', '.join(REGIONS)}) nor an http(s) URL"
+        )
+    return value.rstrip("/")
+
+
+def _raise_for_auth(response: httpx.Response, what: str) -> None:
+    if response.status_code in (401, 403):
+        raise PendoAuthError(
+            f"Pendo refused the integration key (HTTP {response.status_code}) on {what}; check "
+            "PENDO_INTEGRATION_KEY and that PENDO_BASE_URL is the key's region"
+        )
+
+
+class PendoClient:
+    """Calls to Pendo's Integration API over one pooled AsyncClient; use as `async with PendoClient(...)`."""
+
+    def __init__(
+        self, base_url: str, integration_key: str, timeout_seconds: float = 300.0, max_connections: int = 64
+    ) -> None:
+        self.base_url = resolve_base_url(base_url, integration_key)
+        self._key = integration_key
+        self._timeout = httpx.Timeout(timeout_seconds, connect=30.0)
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._http: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"PendoClient({self.base_url!r})"
+
+    async def __aenter__(self) -> PendoClient:
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"x-pendo-integration-key": self._key, "content-type": "application/json"},
+            timeout=self._timeout,
+            limits=self._limits,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("use PendoClient inside 'async with'")
+        return self._http
+
+    async def post_values(self, kind: str, group: str, body: bytes, create: bool = False) -> httpx.Response:
+        """The bulk write: body is the already-serialized JSON array (its size is what batching measured)."""
+        params = {"create": "true"} if create else None
+        return await self.http.post(f"/api/v1/metadata/{kind}/{group}/value", content=body, params=params)
+
+    async def field_schema(self, kind: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """group -> field -> attributes ({"Type": ..., "ElementType": ..., "isDeleted": ...})."""
+        response = await self.http.get(f"/api/v1/metadata/schema/{kind}")
+        _raise_for_auth(response, f"reading the {kind} field schema")
+        response.raise_for_status()
+        result: dict[str, dict[str, dict[str, Any]]] = response.json()
+        return result
+
+    async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        response = await self.http.get(f"/api/v1/{kind}/{httpx.URL(record_id).raw_path.decode()}")
+        if response.status_code == 404:
+            return None
+        _raise_for_auth(response, f"reading {kind} {record_id}")
+        response.raise_for_status()
+        record: dict[str, Any] = response.json()
+        return record
+
+    async def existing_ids(
+        self, kind: str, id_length: int | None = None, page_size: int = 5000
+    ) -> AsyncIterator[list[str]]:
+        """Ids that exist in Pendo, page by page, sorted; paging filters on `id > last` as Pendo advises."""
+        id_key = "visitorId" if kind == "visitor" else "accountId"
+        last: str | None = None
+        while True:
+            clauses = [f"len({id_key}) == {int(id_length)}"] if id_length else []
+            if last is not None:
+                clauses.append(f"{id_key} > {json.dumps(last)}")
+            pipeline: list[dict[str, Any]] = [{"source": {f"{kind}s": None}}]
+            if clauses:
+                pipeline.append({"filter": " && ".join(clauses)})
+            pipeline += [{"select": {id_key: id_key}}, {"sort": [id_key]}, {"limit": page_size}]
+            body = {"response": {"mimeType": "application/json"}, "request": {"pipeline": pipeline}}
+            response = await self.http.post("/api/v1/aggregation", json=body)
+            _raise_for_auth(response, "the aggregation API")
+            response.raise_for_status()
+            ids = [str(r[id_key]) for r in response.json().get("results", [])]
+            if ids:
+                yield ids
+            if len(ids) < page_size:
+                return
+            last = ids[-1]

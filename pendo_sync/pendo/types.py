@@ -1,0 +1,157 @@
+"""Pendo field types, and the one place where warehouse values are coerced to them.
+
+Pendo checks each value against its field's type; a value that cannot be coerced
+rejects its row (with the reason), never the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+PENDO_TYPES = ("string", "boolean", "integer", "float", "time", "list")
+# Names users reach for (Pendo's UI says "text", "number", "date") and what Pendo calls them.
+TYPE_ALIASES = {"text": "string", "number": "float", "date": "time", "datetime": "time", "bool": "boolean"}
+
+# How a field is cleared in Pendo is not confirmed (PENDO_API.md); this is the one place that decides it.
+CLEAR_VALUE: Any = None
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class CoercionError(ValueError):
+    """A value that does not fit its Pendo type; the message is the row's reject reason."""
+
+
+def canonical_type(name: str) -> str | None:
+    """The Pendo type for a user-written type name, or None when there is none."""
+    lowered = name.strip().lower()
+    lowered = TYPE_ALIASES.get(lowered, lowered)
+    return lowered if lowered in PENDO_TYPES else None
+
+
+def cleared_values(fields: list[str]) -> dict[str, Any]:
+    """The values that clear these fields in Pendo (on_delete: clear)."""
+    return dict.fromkeys(fields, CLEAR_VALUE)
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CoercionError(f"{value!r} is not a finite number")
+    return str(value)
+
+
+def _to_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | Decimal) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise CoercionError(f"{_show(value)} is not a boolean (use true/false)")
+
+
+def _to_integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise CoercionError(f"{_show(value)} is a boolean, not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float | Decimal) and math.isfinite(value) and value == int(value):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise CoercionError(f"{_show(value)} is not an integer")
+
+
+def _to_float(value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise CoercionError(f"{_show(value)} is a boolean, not a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float | Decimal | str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    raise CoercionError(f"{_show(value)} is not a finite number")
+
+
+def _to_time(value: Any) -> int:
+    """Epoch milliseconds, UTC; naive timestamps are taken as UTC (Redshift TIMESTAMP has no zone)."""
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return int((moment - _EPOCH).total_seconds() * 1000)
+    if isinstance(value, dt.date):
+        return _to_time(dt.datetime(value.year, value.month, value.day))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # already epoch milliseconds
+    if isinstance(value, str):
+        try:
+            return _to_time(dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    raise CoercionError(f"{_show(value)} is not a date-time (use a timestamp, a date or ISO 8601 text)")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_SCALAR: dict[str, Callable[[Any], Any]] = {
+    "string": _to_string,
+    "boolean": _to_boolean,
+    "integer": _to_integer,
+    "float": _to_float,
+    "time": _to_time,
+}
+
+
+def coercer_for(pendo_type: str, element_type: str = "") -> Callable[[Any], Any]:
+    """A function that turns one warehouse value into the Pendo value for this type, or raises CoercionError.
+
+    Built once per mapped column so the hot path does no type dispatch per value. None passes through
+    as CLEAR_VALUE: an empty warehouse cell empties the Pendo field.
+    """
+    if pendo_type == "list":
+        element = _SCALAR.get(element_type) if element_type else None
+
+        def to_list(value: Any) -> Any:
+            if value is None:
+                return CLEAR_VALUE
+            items = value
+            if isinstance(value, str):
+                try:
+                    items = json.loads(value)
+                except ValueError as exc:
+                    raise CoercionError(
+                        f"{_show(value)} is not a list (use an array or JSON array text)"
+                    ) from exc
+            if not isinstance(items, list | tuple):
+                raise CoercionError(f"{_show(value)} is not a list")
+            return [element(item) if element and item is not None else item for item in items]
+
+        return to_list
+    if pendo_type == "":
+        return lambda value: value
+    scalar = _SCALAR[pendo_type]
+
+    def coerce(value: Any) -> Any:
+        return CLEAR_VALUE if value is None else scalar(value)
+
+    return coerce

@@ -1,0 +1,1 @@
+"""State kept beside the warehouse: ledger of confirmed hashes, rejects, state versions."""

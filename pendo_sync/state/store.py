@@ -1,0 +1,510 @@
+"""State beside the warehouse: the ledger of confirmed hashes, outstanding rejects, state versions, a run lock.
+
+Tables live in one schema (default `pendo_sync`) of the warehouse, so the change set is one SQL join where
+the data is; or in a separate database when the warehouse is read-only. Every write is Redshift-safe: no
+ON CONFLICT, upserts are delete-and-insert inside one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from pendo_sync.warehouse.engines import backend_of
+
+COUNTERS = ("rows_read", "sent", "updated", "missing", "rejected", "cleared", "deleted", "calls", "retries")
+LOCK_STALE_AFTER = dt.timedelta(minutes=30)
+
+
+class StateError(RuntimeError):
+    """State cannot be read or written as asked; the message says what to do."""
+
+
+class SyncLocked(StateError):
+    """Another run of the same sync holds the lock."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def encode_cursor(value: Any) -> tuple[str | None, str | None]:
+    """Cursor value as (text, type) so it survives the round trip through a VARCHAR column."""
+    if value is None:
+        return None, None
+    if isinstance(value, dt.datetime):
+        return value.isoformat(), "timestamp"
+    if isinstance(value, dt.date):
+        return value.isoformat(), "date"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value), "number"
+    return str(value), "string"
+
+
+def decode_cursor(text: str | None, kind: str | None) -> Any:
+    if text is None:
+        return None
+    if kind == "timestamp":
+        return dt.datetime.fromisoformat(text)
+    if kind == "date":
+        return dt.date.fromisoformat(text)
+    if kind == "number":
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    return text
+
+
+@dataclass
+class StateVersion:
+    """One run's (or one revert's) record: what it did and where the cursor stands after it."""
+
+    sync_name: str
+    version: int
+    run_id: str
+    mode: str
+    status: str
+    cursor: Any
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    counts: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sync": self.sync_name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "status": self.status,
+            "cursor": encode_cursor(self.cursor)[0],
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "counts": self.counts,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Reject:
+    record_id: str
+    row_hash: str
+    kind: str  # "missing" | "invalid" | "error"
+    reason: str
+
+
+class StateStore:
+    """Reads and writes the state tables; one instance per state database and schema."""
+
+    def __init__(self, engine: Engine, schema: str = "pendo_sync") -> None:
+        self.engine = engine
+        self.schema = schema
+        md = sa.MetaData(schema=schema)
+        self.ledger = sa.Table(
+            "ledger",
+            md,
+            sa.Column("sync_name", sa.String(128), nullable=False),
+            sa.Column("record_id", sa.String(512), nullable=False),
+            sa.Column("row_hash", sa.String(32), nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("confirmed_at", sa.DateTime, nullable=False),
+        )
+        self.rejects = sa.Table(
+            "rejects",
+            md,
+            sa.Column("sync_name", sa.String(128), nullable=False),
+            sa.Column("record_id", sa.String(512), nullable=False),
+            sa.Column("row_hash", sa.String(32), nullable=False),
+            sa.Column("kind", sa.String(16), nullable=False),
+            sa.Column("reason", sa.String(1024), nullable=False),
+            sa.Column("run_id", sa.String(64), nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("rejected_at", sa.DateTime, nullable=False),
+        )
+        self.versions = sa.Table(
+            "versions",
+            md,
+            sa.Column("sync_name", sa.String(128), nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("run_id", sa.String(64), nullable=False),
+            sa.Column("mode", sa.String(16), nullable=False),
+            sa.Column("status", sa.String(16), nullable=False),
+            sa.Column("cursor_value", sa.String(256)),
+            sa.Column("cursor_type", sa.String(16)),
+            *[sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in COUNTERS],
+            sa.Column("started_at", sa.DateTime, nullable=False),
+            sa.Column("finished_at", sa.DateTime),
+            sa.Column("note", sa.String(1024), nullable=False, default=""),
+        )
+        self.locks = sa.Table(
+            "locks",
+            md,
+            sa.Column("sync_name", sa.String(128), nullable=False),
+            sa.Column("run_id", sa.String(64), nullable=False),
+            sa.Column("acquired_at", sa.DateTime, nullable=False),
+        )
+        self.metadata = md
+        self._ready = False
+
+    @property
+    def backend(self) -> str:
+        return backend_of(self.engine)
+
+    def ensure_schema(self) -> None:
+        """Create the schema and tables if they are missing (needs CREATE on the database)."""
+        if self._ready:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+            for table in self.metadata.sorted_tables:
+                conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+        self._ready = True
+
+    # -- lock -------------------------------------------------------------------------------------
+    def acquire_lock(self, sync_name: str, run_id: str) -> None:
+        """The last line of defence against two writers of one sync (Dagster pools are the first)."""
+        with self.engine.begin() as conn:
+            self._lock_table(conn, self.locks)
+            row = conn.execute(
+                sa.select(self.locks.c.run_id, self.locks.c.acquired_at).where(
+                    self.locks.c.sync_name == sync_name
+                )
+            ).first()
+            if row and row.run_id != run_id and utcnow() - row.acquired_at < LOCK_STALE_AFTER:
+                raise SyncLocked(
+                    f"sync {sync_name!r} is being written by run {row.run_id} since {row.acquired_at:%Y-%m-%d %H:%M} UTC; "
+                    f"wait for it, or if that run is dead: pendo-sync state unlock {sync_name}"
+                )
+            conn.execute(sa.delete(self.locks).where(self.locks.c.sync_name == sync_name))
+            conn.execute(
+                sa.insert(self.locks).values(sync_name=sync_name, run_id=run_id, acquired_at=utcnow())
+            )
+
+    def release_lock(self, sync_name: str, run_id: str | None = None) -> None:
+        stmt = sa.delete(self.locks).where(self.locks.c.sync_name == sync_name)
+        if run_id:
+            stmt = stmt.where(self.locks.c.run_id == run_id)
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def _lock_table(self, conn: Connection, table: sa.Table) -> None:
+        if self.backend in ("postgresql", "redshift"):
+            conn.execute(sa.text(f"LOCK TABLE {self._quoted(table)}"))
+        # DuckDB: one writer process per file, and conflicting transactions abort.
+
+    def _quoted(self, table: sa.Table) -> str:
+        prep = self.engine.dialect.identifier_preparer
+        return f"{prep.quote_schema(self.schema)}.{prep.quote(table.name)}"
+
+    # -- versions ---------------------------------------------------------------------------------
+    def begin_version(self, sync_name: str, run_id: str, mode: str, cursor: Any) -> int:
+        """Open a new state version (status 'running') carrying the cursor the run starts from."""
+        with self.engine.begin() as conn:
+            self._lock_table(conn, self.versions)
+            version = self._next_version(conn, sync_name)
+            text, kind = encode_cursor(cursor)
+            conn.execute(
+                sa.insert(self.versions).values(
+                    sync_name=sync_name,
+                    version=version,
+                    run_id=run_id,
+                    mode=mode,
+                    status="running",
+                    cursor_value=text,
+                    cursor_type=kind,
+                    started_at=utcnow(),
+                    note="",
+                    **dict.fromkeys(COUNTERS, 0),
+                )
+            )
+        return version
+
+    def _next_version(self, conn: Connection, sync_name: str) -> int:
+        current = conn.execute(
+            sa.select(sa.func.max(self.versions.c.version)).where(self.versions.c.sync_name == sync_name)
+        ).scalar()
+        return int(current or 0) + 1
+
+    def finish_version(
+        self, sync_name: str, version: int, status: str, cursor: Any, counts: dict[str, int], note: str = ""
+    ) -> None:
+        text, kind = encode_cursor(cursor)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(self.versions)
+                .where(self.versions.c.sync_name == sync_name, self.versions.c.version == version)
+                .values(
+                    status=status,
+                    cursor_value=text,
+                    cursor_type=kind,
+                    finished_at=utcnow(),
+                    note=note[:1024],
+                    **{k: int(counts.get(k, 0)) for k in COUNTERS},
+                )
+            )
+
+    def versions_of(self, sync_name: str) -> list[StateVersion]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(self.versions)
+                .where(self.versions.c.sync_name == sync_name)
+                .order_by(self.versions.c.version)
+            ).all()
+        return [self._version(row) for row in rows]
+
+    def version(self, sync_name: str, version: int | None = None) -> StateVersion | None:
+        found = self.versions_of(sync_name)
+        if version is None:
+            return found[-1] if found else None
+        return next((v for v in found if v.version == version), None)
+
+    def current_cursor(self, sync_name: str) -> Any:
+        """The cursor of the newest version that set one: partial and failed runs carry the old cursor over."""
+        latest = self.version(sync_name)
+        return latest.cursor if latest else None
+
+    def _version(self, row: sa.Row[Any]) -> StateVersion:
+        return StateVersion(
+            sync_name=row.sync_name,
+            version=row.version,
+            run_id=row.run_id,
+            mode=row.mode,
+            status=row.status,
+            cursor=decode_cursor(row.cursor_value, row.cursor_type),
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            counts={k: int(getattr(row, k)) for k in COUNTERS},
+            note=row.note or "",
+        )
+
+    # -- outcome of one batch ---------------------------------------------------------------------
+    def record_batch(
+        self,
+        sync_name: str,
+        version: int,
+        run_id: str,
+        confirmed: Sequence[tuple[str, str]] = (),
+        rejects: Sequence[Reject] = (),
+        forgotten: Sequence[str] = (),
+        counts: dict[str, int] | None = None,
+    ) -> None:
+        """One transaction: confirmed (id, hash) into the ledger, rejects stored, deleted ids forgotten,
+        and the version's running counts, so a crash between batches loses nothing and claims nothing."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            touched = [rid for rid, _ in confirmed] + [r.record_id for r in rejects] + list(forgotten)
+            for chunk in _chunks(touched, 1000):
+                conn.execute(
+                    sa.delete(self.rejects).where(
+                        self.rejects.c.sync_name == sync_name, self.rejects.c.record_id.in_(chunk)
+                    )
+                )
+            for chunk in _chunks([rid for rid, _ in confirmed] + list(forgotten), 1000):
+                conn.execute(
+                    sa.delete(self.ledger).where(
+                        self.ledger.c.sync_name == sync_name, self.ledger.c.record_id.in_(chunk)
+                    )
+                )
+            if confirmed:
+                self._insert(
+                    conn,
+                    self.ledger,
+                    [
+                        {
+                            "sync_name": sync_name,
+                            "record_id": rid,
+                            "row_hash": h,
+                            "version": version,
+                            "confirmed_at": now,
+                        }
+                        for rid, h in confirmed
+                    ],
+                )
+            if rejects:
+                self._insert(
+                    conn,
+                    self.rejects,
+                    [
+                        {
+                            "sync_name": sync_name,
+                            "record_id": r.record_id,
+                            "row_hash": r.row_hash,
+                            "kind": r.kind,
+                            "reason": r.reason[:1024],
+                            "run_id": run_id,
+                            "version": version,
+                            "rejected_at": now,
+                        }
+                        for r in rejects
+                    ],
+                )
+            if counts:
+                conn.execute(
+                    sa.update(self.versions)
+                    .where(self.versions.c.sync_name == sync_name, self.versions.c.version == version)
+                    .values({k: int(v) for k, v in counts.items() if k in COUNTERS})
+                )
+
+    def _insert(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if self.backend == "duckdb":
+            # DuckDB's executemany runs row by row; one multi-VALUES statement is two orders faster.
+            for chunk in _chunks(rows, 500):
+                conn.execute(sa.insert(table).values(chunk))
+        else:
+            conn.execute(sa.insert(table), rows)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def ledger_hashes(self, sync_name: str, record_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(record_ids), 1000):
+                rows = conn.execute(
+                    sa.select(self.ledger.c.record_id, self.ledger.c.row_hash).where(
+                        self.ledger.c.sync_name == sync_name, self.ledger.c.record_id.in_(chunk)
+                    )
+                )
+                out.update({r.record_id: r.row_hash for r in rows})
+        return out
+
+    def recent_missing(
+        self, sync_name: str, record_ids: Sequence[str], since: dt.datetime
+    ) -> set[tuple[str, str]]:
+        """(id, hash) pairs Pendo reported missing since `since`: not worth a call again yet."""
+        out: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(record_ids), 1000):
+                rows = conn.execute(
+                    sa.select(self.rejects.c.record_id, self.rejects.c.row_hash).where(
+                        self.rejects.c.sync_name == sync_name,
+                        self.rejects.c.kind == "missing",
+                        self.rejects.c.rejected_at > since,
+                        self.rejects.c.record_id.in_(chunk),
+                    )
+                )
+                out.update((r.record_id, r.row_hash) for r in rows)
+        return out
+
+    def ledger_ids(self, sync_name: str, chunk_rows: int) -> Iterator[list[str]]:
+        """Every id in the ledger for a sync, in chunks (for the streaming delete check)."""
+        stmt = sa.select(self.ledger.c.record_id).where(self.ledger.c.sync_name == sync_name)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
+            for part in result.partitions(chunk_rows):
+                yield [r.record_id for r in part]
+
+    def ledger_count(self, sync_name: str) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(self.ledger)
+                    .where(self.ledger.c.sync_name == sync_name)
+                ).scalar()
+                or 0
+            )
+
+    def ledger_rows(self, sync_name: str) -> dict[str, str]:
+        """The whole ledger of a sync as id -> hash; for tests and small inspections only."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(self.ledger.c.record_id, self.ledger.c.row_hash).where(
+                    self.ledger.c.sync_name == sync_name
+                )
+            )
+            return {r.record_id: r.row_hash for r in rows}
+
+    def rejects_of(self, sync_name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        stmt = (
+            sa.select(self.rejects)
+            .where(self.rejects.c.sync_name == sync_name)
+            .order_by(self.rejects.c.record_id)
+        )
+        if limit:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    # -- revert and import ------------------------------------------------------------------------
+    def revert_plan(self, sync_name: str, to_version: int) -> int:
+        """How many confirmed rows a revert to `to_version` forgets (so the next run resends them)."""
+        self._require_version(sync_name, to_version)
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(self.ledger)
+                    .where(self.ledger.c.sync_name == sync_name, self.ledger.c.version > to_version)
+                ).scalar()
+                or 0
+            )
+
+    def revert(self, sync_name: str, to_version: int, run_id: str = "revert") -> StateVersion:
+        """Step back to a version: forget every row confirmed after it and restore its cursor, as a new version."""
+        target = self._require_version(sync_name, to_version)
+        forgotten = self.revert_plan(sync_name, to_version)
+        with self.engine.begin() as conn:
+            self._lock_table(conn, self.versions)
+            conn.execute(
+                sa.delete(self.ledger).where(
+                    self.ledger.c.sync_name == sync_name, self.ledger.c.version > to_version
+                )
+            )
+            conn.execute(
+                sa.delete(self.rejects).where(
+                    self.rejects.c.sync_name == sync_name, self.rejects.c.version > to_version
+                )
+            )
+            version = self._next_version(conn, sync_name)
+            text, kind = encode_cursor(target.cursor)
+            now = utcnow()
+            conn.execute(
+                sa.insert(self.versions).values(
+                    sync_name=sync_name,
+                    version=version,
+                    run_id=run_id,
+                    mode="revert",
+                    status="complete",
+                    cursor_value=text,
+                    cursor_type=kind,
+                    started_at=now,
+                    finished_at=now,
+                    note=f"reverted to version {to_version}; {forgotten} confirmed rows forgotten, the next run resends them",
+                    **dict.fromkeys(COUNTERS, 0),
+                )
+            )
+        reverted = self.version(sync_name, version)
+        assert reverted is not None
+        return reverted
+
+    def _require_version(self, sync_name: str, version: int) -> StateVersion:
+        found = self.version(sync_name, version)
+        if found is None:
+            known = [v.version for v in self.versions_of(sync_name)]
+            raise StateError(
+                f"sync {sync_name!r} has no state version {version}; versions are {known or 'none yet'}"
+            )
+        return found
+
+    def import_version(self, sync_name: str, cursor: Any, note: str) -> int:
+        """A version that only sets the cursor (used by the Singer import)."""
+        version = self.begin_version(sync_name, "import", "import", cursor)
+        self.finish_version(sync_name, version, "complete", cursor, {}, note)
+        return version
+
+    def as_json(self, sync_name: str) -> str:
+        return json.dumps([v.as_dict() for v in self.versions_of(sync_name)], indent=2)
+
+
+def _chunks(items: Sequence[Any] | Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

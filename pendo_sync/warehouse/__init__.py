@@ -1,0 +1,1 @@
+"""Warehouse access: engines, discovery, slices and the SQL that hashes rows."""
