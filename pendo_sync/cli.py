@@ -206,6 +206,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(accounts=args.accounts, visitors=args.visitors, fresh=args.fresh)
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    from pendo_sync.demo.run import run_dev
+
+    return run_dev(args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pendo-sync", description=__doc__)
     parser.add_argument(
@@ -221,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--visitors", type=int, default=50_000)
     demo.add_argument("--fresh", action="store_true", help="recreate the sample data, state and emulator")
     demo.set_defaults(func=cmd_demo)
+
+    dev = sub.add_parser("dev", help="the Dagster UI on the embedded defaults, with the emulator running")
+    dev.add_argument("--port", type=int, default=8765, help="emulator port")
+    dev.set_defaults(func=cmd_dev)
 
     disc = sub.add_parser("discover", help="print the warehouse catalog as a Singer catalog (JSON)")
     disc.add_argument("--schema", action="append", help="limit to a schema (repeatable)")

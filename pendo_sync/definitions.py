@@ -7,8 +7,14 @@ from typing import Any
 import dagster as dg
 
 from pendo_sync.config import ProjectConfig, load_config
+from pendo_sync.defs.alerts import alerts_from_env
 from pendo_sync.defs.assets import build_daily_asset, build_pendo_asset, build_source_asset, pendo_key
+from pendo_sync.defs.checks import build_checks
+from pendo_sync.defs.failure_sensor import build_run_failure_sensor
+from pendo_sync.defs.jobs import revert_sync_state
 from pendo_sync.defs.resources import build_resources
+from pendo_sync.defs.schedules import sync_job, sync_schedules
+from pendo_sync.defs.sensors import build_drift_sensor, build_new_rows_sensor
 from pendo_sync.defs.slices_io import SourceSliceIOManager
 
 
@@ -23,6 +29,18 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
         assets.append(build_pendo_asset(spec, config.delivery))
         if spec.replication_key:
             assets.append(build_daily_asset(spec, config.delivery))
+    jobs: list[object] = [revert_sync_state]
+    schedules: list[dg.ScheduleDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    for spec in config.syncs:
+        job = sync_job(spec)
+        jobs.append(job)
+        schedules += sync_schedules(spec, job)
+        checks += build_checks(spec)
+    sensors = [build_drift_sensor(config), build_run_failure_sensor()]
+    new_rows = build_new_rows_sensor(config)
+    if new_rows:
+        sensors.append(new_rows)
     sync_all = dg.define_asset_job(
         "sync_all",
         selection=dg.AssetSelection.assets(*[pendo_key(s) for s in config.syncs]),
@@ -30,7 +48,15 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
     )
     resources: dict[str, Any] = build_resources(config.state_schema)
     resources["source_slices"] = SourceSliceIOManager(warehouse=resources["warehouse"])
-    return dg.Definitions(assets=[*sources.values(), *assets], jobs=[sync_all], resources=resources)
+    resources["alerts"] = alerts_from_env()
+    return dg.Definitions(
+        assets=[*sources.values(), *assets],
+        asset_checks=checks,
+        jobs=[sync_all, *jobs],  # type: ignore[list-item]
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources,
+    )
 
 
 defs = build_definitions()

@@ -11,12 +11,15 @@ from typing import Any
 import dagster as dg
 
 from pendo_sync.config import DeliverySettings, SyncSpec
+from pendo_sync.defs.alerts import Alert, AlertsResource
 from pendo_sync.defs.resources import PendoResource, StateResource, WarehouseResource
 from pendo_sync.defs.slices_io import SourceSlice
 from pendo_sync.engine.preflight import pendo_problems, source_columns, warehouse_problems
 from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.slices import Slice, count_rows, max_replication_key
+
+REJECT_CHECK = "reject_share_below_threshold"
 
 
 class SyncRunConfig(dg.Config):
@@ -125,6 +128,7 @@ def execute_sync(
     warehouse: WarehouseResource,
     pendo: PendoResource,
     state: StateResource,
+    alerts: AlertsResource,
     options: RunOptions,
 ) -> dg.MaterializeResult:
     """Preflight (nothing is sent on a bad config), run the engine, and report its outcome."""
@@ -150,12 +154,40 @@ def execute_sync(
         f"{outcome.counts.get('missing', 0)} missing, {outcome.counts.get('rejected', 0)} rejected "
         f"in {outcome.duration_seconds:.1f}s (state version {outcome.version})"
     )
-    return dg.MaterializeResult(metadata=outcome_metadata(outcome))
+    share_ok = outcome.reject_share <= spec.max_reject_share
+    if not share_ok:
+        alerts.send(
+            Alert(
+                title=f"pendo_sync: {spec.name} rejected {outcome.reject_share:.1%} of rows",
+                text=f"Sync: {spec.name}\nRun: {context.run_id}\nRejected share {outcome.reject_share:.2%} is above "
+                f"{spec.max_reject_share:.2%}: {outcome.counts.get('missing', 0)} missing, "
+                f"{outcome.counts.get('rejected', 0)} rejected. Reasons: pendo-sync state show {spec.name}",
+                sync=spec.name,
+                run_id=context.run_id,
+                link=alerts.run_link(context.run_id),
+            )
+        )
+    check = dg.AssetCheckResult(
+        check_name=REJECT_CHECK,
+        passed=share_ok,
+        description=f"rejected share {outcome.reject_share:.2%} (threshold {spec.max_reject_share:.2%})",
+        metadata={"reject_share": outcome.reject_share},
+        severity=dg.AssetCheckSeverity.WARN,
+    )
+    return dg.MaterializeResult(metadata=outcome_metadata(outcome), check_results=[check])
 
 
 async def _field_schema(pendo: PendoResource, kind: str) -> dict[str, Any]:
     async with pendo.client() as client:
         return await client.field_schema(kind)
+
+
+def reject_check(spec: SyncSpec, key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        REJECT_CHECK,
+        asset=key,
+        description=f"Rows rejected or missing in Pendo stay under {spec.max_reject_share:.0%} of the rows sent.",
+    )
 
 
 def build_pendo_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDefinition:
@@ -171,6 +203,7 @@ def build_pendo_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
         kinds={"pendo"},
         pool=f"pendo_sync_{spec.name}",
         tags={"pendo_sync/sync": spec.name},
+        check_specs=[reject_check(spec, pendo_key(spec))],
     )
     def live_sync(
         context: dg.AssetExecutionContext,
@@ -179,10 +212,11 @@ def build_pendo_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
         warehouse: WarehouseResource,
         pendo: PendoResource,
         state: StateResource,
+        alerts: AlertsResource,
     ) -> dg.MaterializeResult:
         mode = config.mode if config.mode != "auto" else ("incremental" if spec.replication_key else "full")
         options = RunOptions(mode=mode, full_refresh=config.full_refresh, run_id=context.run_id)
-        return execute_sync(context, spec, delivery, warehouse, pendo, state, options)
+        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options)
 
     return live_sync
 
@@ -202,6 +236,7 @@ def build_daily_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
         kinds={"pendo"},
         pool=f"pendo_sync_{spec.name}",
         tags={"pendo_sync/sync": spec.name},
+        check_specs=[reject_check(spec, daily_key(spec))],
     )
     def daily_sync(
         context: dg.AssetExecutionContext,
@@ -210,11 +245,12 @@ def build_daily_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
         warehouse: WarehouseResource,
         pendo: PendoResource,
         state: StateResource,
+        alerts: AlertsResource,
     ) -> dg.MaterializeResult:
         window = (source.window.lower, source.window.upper)
         options = RunOptions(
             mode="backfill", window=window, full_refresh=config.full_refresh, run_id=context.run_id
         )
-        return execute_sync(context, spec, delivery, warehouse, pendo, state, options)
+        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options)
 
     return daily_sync

@@ -1,0 +1,55 @@
+"""Asset checks on each Pendo asset: every mapped field exists in Pendo with a matching type, and every
+mapped column is still in the source with a type that fits. (The rejected share is checked by the
+materialization itself, see assets.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import dagster as dg
+
+from pendo_sync.config import SyncSpec
+from pendo_sync.defs.assets import pendo_key
+from pendo_sync.defs.drift import column_type_problems
+from pendo_sync.defs.resources import PendoResource, WarehouseResource
+from pendo_sync.engine.preflight import pendo_problems, source_columns
+
+
+def _field_schema(pendo: PendoResource, kind: str) -> dict[str, Any]:
+    async def fetch() -> dict[str, Any]:
+        async with pendo.client() as client:
+            return await client.field_schema(kind)
+
+    return asyncio.run(fetch())
+
+
+def build_checks(spec: SyncSpec) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(
+        asset=pendo_key(spec),
+        name="fields_match_pendo",
+        description="Every mapped field exists in Pendo under the sync's kind and group, with a matching type.",
+    )
+    def fields_match_pendo(pendo: PendoResource) -> dg.AssetCheckResult:
+        problems = pendo_problems(spec, _field_schema(pendo, spec.kind))
+        return dg.AssetCheckResult(
+            passed=not problems,
+            description="\n".join(problems) or "every mapped field exists with its type",
+            metadata={"problems": len(problems)},
+        )
+
+    @dg.asset_check(
+        asset=pendo_key(spec),
+        name="mapped_columns_present",
+        description="Every mapped column is still in the source, with a type that fits its Pendo field.",
+    )
+    def mapped_columns_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        columns = source_columns(warehouse.engine(), spec) or {}
+        problems = column_type_problems(spec, columns)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            description="\n".join(problems) or "every mapped column is present and fits",
+            metadata={"problems": len(problems)},
+        )
+
+    return [fields_match_pendo, mapped_columns_present]

@@ -1,0 +1,47 @@
+"""Operator jobs: revert a sync's state to an earlier version from the UI (run config), like
+`pendo-sync state revert SYNC --to VERSION --yes`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pendo_sync.defs.resources import StateResource, WarehouseResource
+
+
+class RevertConfig(dg.Config):
+    sync: str
+    to_version: int
+
+
+@dg.op(
+    description="Forget every row confirmed after the version and restore its cursor; the next run resends."
+)
+def revert_state(
+    context: dg.OpExecutionContext, config: RevertConfig, warehouse: WarehouseResource, state: StateResource
+) -> None:
+    store = state.store(warehouse)
+    store.ensure_schema()
+    forgotten = store.revert_plan(config.sync, config.to_version)
+    reverted = store.revert(config.sync, config.to_version, run_id=context.run_id)
+    context.log.info(
+        f"reverted {config.sync} to version {config.to_version}: {forgotten} rows will be resent"
+    )
+    context.log_event(
+        dg.AssetObservation(
+            dg.AssetKey(["pendo", config.sync]),
+            metadata={
+                "reverted_to_version": config.to_version,
+                "forgotten_rows": forgotten,
+                "state_version": reverted.version,
+                "cursor": str(reverted.cursor),
+            },
+        )
+    )
+
+
+@dg.job(
+    description="Revert a sync's state to an earlier version (run config: sync, to_version). "
+    "The next run resends every row confirmed after that version."
+)
+def revert_sync_state() -> None:
+    revert_state()

@@ -1,0 +1,172 @@
+"""Sensors: schema drift (warehouse and Pendo side) and new rows.
+
+Each keeps its state in its Dagster cursor (JSON): the drift sensor each source's column schema and each
+sync's Pendo field types; the new-rows sensor the newest replication-key value it has *requested*.
+Delivery is the ledger's business, not the cursor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+
+from pendo_sync.config import ProjectConfig, SyncSpec
+from pendo_sync.defs.alerts import Alert, AlertsResource
+from pendo_sync.defs.assets import column_schema, daily_key, daily_partitions, pendo_key, source_key
+from pendo_sync.defs.drift import schema_diff
+from pendo_sync.defs.resources import PendoResource, WarehouseResource
+from pendo_sync.engine.preflight import source_columns
+from pendo_sync.state.store import decode_cursor, encode_cursor
+from pendo_sync.warehouse.slices import source_relation
+
+
+def _pendo_fields(pendo: PendoResource, kinds: set[str]) -> dict[str, dict[str, Any]]:
+    async def fetch() -> dict[str, dict[str, Any]]:
+        async with pendo.client() as client:
+            return {kind: await client.field_schema(kind) for kind in kinds}
+
+    return asyncio.run(fetch())
+
+
+def _mapped_field_types(spec: SyncSpec, schema: dict[str, Any]) -> dict[str, str]:
+    fields = schema.get(spec.group) or {}
+    out = {}
+    for m in spec.fields:
+        found = fields.get(m.field)
+        out[m.field] = "(missing)" if not found or found.get("isDeleted") else str(found.get("Type", ""))
+    return out
+
+
+def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="pendo_sync_schema_drift",
+        description="Watches each source's columns and each sync's Pendo fields. On a change it records an "
+        "observation with the new column schema, alerts Slack/SNS with the exact difference, and "
+        "re-syncs a sync whose newly appearing column it maps.",
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def schema_drift(
+        context: dg.SensorEvaluationContext,
+        warehouse: WarehouseResource,
+        pendo: PendoResource,
+        alerts: AlertsResource,
+    ) -> dg.SensorResult:
+        cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {"tables": {}, "pendo": {}}
+        engine = warehouse.engine()
+        events: list[dg.AssetObservation] = []
+        requests: list[dg.RunRequest] = []
+        messages: list[str] = []
+        for spec in config.syncs:
+            key = source_key(spec).to_user_string()
+            columns = source_columns(engine, spec) or {}
+            before = cursor["tables"].get(key)
+            cursor["tables"][key] = columns
+            if before is None or before == columns:
+                continue
+            diff = schema_diff(before, columns)
+            messages.append(f"{key}: " + "; ".join(diff.lines()))
+            events.append(
+                dg.AssetObservation(
+                    source_key(spec),
+                    metadata={
+                        "dagster/column_schema": column_schema(columns),
+                        "drift": dg.MetadataValue.text("; ".join(diff.lines())),
+                    },
+                )
+            )
+            newly_mapped = [m.column for m in spec.fields if m.column in diff.added]
+            if newly_mapped:
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"drift-{spec.name}-{hashlib.sha1(json.dumps(columns, sort_keys=True).encode()).hexdigest()[:12]}",
+                        asset_selection=[pendo_key(spec)],
+                        run_config={
+                            "ops": {pendo_key(spec).to_python_identifier(): {"config": {"mode": "full"}}}
+                        },
+                        tags={
+                            "pendo_sync/sync": spec.name,
+                            "pendo_sync/reason": "new mapped column " + ", ".join(newly_mapped),
+                        },
+                    )
+                )
+        schemas = _pendo_fields(pendo, {s.kind for s in config.syncs})
+        for spec in config.syncs:
+            fields = _mapped_field_types(spec, schemas[spec.kind])
+            before = cursor["pendo"].get(spec.name)
+            cursor["pendo"][spec.name] = fields
+            if before is not None and before != fields:
+                messages.append(
+                    f"Pendo {spec.kind} {spec.group} fields of sync {spec.name}: "
+                    + "; ".join(schema_diff(before, fields).lines()).replace("column", "field")
+                )
+        if messages:
+            alerts.send(Alert(title="pendo_sync: schema drift", text="\n".join(messages)))
+            context.log.warning("schema drift: " + " | ".join(messages))
+        return dg.SensorResult(
+            run_requests=requests, cursor=json.dumps(cursor, sort_keys=True), asset_events=events
+        )
+
+    return schema_drift
+
+
+def days_with_rows_after(
+    warehouse: WarehouseResource, spec: SyncSpec, after: Any
+) -> tuple[list[dt.date], Any]:
+    """The days that received rows past `after`, and the newest key value among them."""
+    assert spec.replication_key
+    rel = source_relation(spec)
+    key = rel.c[spec.replication_key]
+    newer = sa.true() if after is None else key > sa.bindparam("after", after)
+    with warehouse.engine().connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(key)).where(newer)).scalar()
+        if newest is None:
+            return [], after
+        days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
+    return sorted(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in days), newest
+
+
+def build_new_rows_sensor(config: ProjectConfig) -> dg.SensorDefinition | None:
+    synced = [s for s in config.syncs if s.replication_key]
+    if not synced:
+        return None
+
+    @dg.sensor(
+        name="pendo_sync_new_rows",
+        description="Requests a run of each day partition that received rows past the newest replication-key "
+        "value already requested. On its first tick it only records where the tables stand.",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        asset_selection=[daily_key(s) for s in synced],
+    )
+    def new_rows(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+        cursor: dict[str, list[str | None]] = json.loads(context.cursor) if context.cursor else {}
+        requests = []
+        for spec in synced:
+            seen = cursor.get(spec.name)
+            after = decode_cursor(*seen) if seen else None
+            days, newest = days_with_rows_after(warehouse, spec, after)
+            cursor[spec.name] = list(encode_cursor(newest))
+            if seen is None:
+                continue  # first tick: the baseline, not a flood of history
+            valid = set(daily_partitions(spec).get_partition_keys(dynamic_partitions_store=context.instance))
+            for day in days:
+                key = day.isoformat()
+                if key in valid:
+                    requests.append(
+                        dg.RunRequest(
+                            run_key=f"{spec.name}-{key}-{encode_cursor(newest)[0]}",
+                            partition_key=key,
+                            asset_selection=[daily_key(spec)],
+                            tags={"pendo_sync/sync": spec.name},
+                        )
+                    )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+
+    return new_rows

@@ -1,0 +1,67 @@
+"""The state store on PostgreSQL and DuckDB: batch outcomes, versions, revert, the run lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pendo_sync.state.store import Reject, StateError, StateStore, SyncLocked, decode_cursor, encode_cursor
+from pendo_sync.warehouse.engines import make_engine
+
+
+@pytest.fixture
+def store(warehouse_url: str) -> StateStore:
+    state = StateStore(make_engine(warehouse_url), "pendo_sync")
+    state.ensure_schema()
+    return state
+
+
+def test_batches_reach_ledger_and_rejects_together(store: StateStore) -> None:
+    v1 = store.begin_version("accounts", "run-1", "full", None)
+    store.record_batch("accounts", v1, "run-1", confirmed=[("a", "h1"), ("b", "h2")],
+                       rejects=[Reject("c", "h3", "missing", "account id not found in Pendo")],
+                       counts={"sent": 3, "missing": 1})
+    assert store.ledger_rows("accounts") == {"a": "h1", "b": "h2"}
+    assert [(r["record_id"], r["kind"], r["reason"], r["run_id"]) for r in store.rejects_of("accounts")] == [
+        ("c", "missing", "account id not found in Pendo", "run-1")
+    ]
+    # c confirmed later: its reject is gone; a changed: its hash replaced, never duplicated
+    store.record_batch("accounts", v1, "run-1", confirmed=[("c", "h3"), ("a", "h9")])
+    assert store.ledger_rows("accounts") == {"a": "h9", "b": "h2", "c": "h3"}
+    assert store.rejects_of("accounts") == []
+    store.finish_version("accounts", v1, "complete", dt.datetime(2026, 10, 2, 3, 4, 5), {"sent": 5})
+    latest = store.version("accounts")
+    assert latest is not None and (latest.status, latest.counts["sent"]) == ("complete", 5)
+    assert store.current_cursor("accounts") == dt.datetime(2026, 10, 2, 3, 4, 5)
+
+
+def test_revert_forgets_rows_confirmed_after_the_version(store: StateStore) -> None:
+    v1 = store.begin_version("visitors", "r1", "full", None)
+    store.record_batch("visitors", v1, "r1", confirmed=[("a", "h1"), ("b", "h1")])
+    store.finish_version("visitors", v1, "complete", 10, {})
+    v2 = store.begin_version("visitors", "r2", "incremental", 10)
+    store.record_batch("visitors", v2, "r2", confirmed=[("b", "h2"), ("c", "h2")])
+    store.finish_version("visitors", v2, "complete", 20, {})
+    assert store.revert_plan("visitors", v1) == 2
+    reverted = store.revert("visitors", v1)
+    assert (reverted.version, reverted.mode, reverted.cursor) == (3, "revert", 10)
+    assert store.ledger_rows("visitors") == {"a": "h1"}
+    assert [v.version for v in store.versions_of("visitors")] == [1, 2, 3]
+    with pytest.raises(StateError, match=r"sync 'visitors' has no state version 9; versions are \[1, 2, 3\]"):
+        store.revert("visitors", 9)
+
+
+def test_lock_refuses_a_second_writer(store: StateStore) -> None:
+    store.acquire_lock("accounts", "run-1")
+    with pytest.raises(SyncLocked, match="sync 'accounts' is being written by run run-1"):
+        store.acquire_lock("accounts", "run-2")
+    store.release_lock("accounts", "run-1")
+    store.acquire_lock("accounts", "run-2")
+
+
+@pytest.mark.parametrize(
+    "value", [None, dt.datetime(2026, 1, 2, 3, 4, 5, 6), dt.date(2026, 1, 2), 42, 2.5, "abc"]
+)
+def test_cursor_round_trip(value: object) -> None:
+    assert decode_cursor(*encode_cursor(value)) == value

@@ -1,0 +1,117 @@
+"""Config errors: each names the sync, the key and the fix, with the exact text users see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pendo_sync.config import DEMO_CONFIG, ConfigError, load_config, parse_config
+
+GOOD = {
+    "syncs": {
+        "accounts": {
+            "kind": "account",
+            "table": "public.accounts",
+            "id_column": "account_id",
+            "fields": {"plan": {"type": "string"}, "seats": {"field": "seat_count", "type": "integer"}},
+        }
+    }
+}
+
+
+def problems_of(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    return caught.value.problems
+
+
+def with_sync(**changes: object) -> dict:
+    sync = {**GOOD["syncs"]["accounts"], **changes}
+    return {"syncs": {"accounts": {k: v for k, v in sync.items() if v is not None}}}
+
+
+def test_demo_config_loads() -> None:
+    config = load_config(DEMO_CONFIG)
+    assert [s.name for s in config.syncs] == ["accounts", "visitors"]
+    accounts = config.sync("accounts")
+    assert accounts.id_key == "accountId" and accounts.group == "custom" and accounts.on_delete == "clear"
+    assert [(m.column, m.field, m.type) for m in accounts.fields][2] == ("arr", "annual_revenue", "float")
+
+
+def test_good_config_parses_with_defaults() -> None:
+    spec = parse_config(GOOD).sync("accounts")
+    assert spec.group == "custom" and spec.on_delete == "ignore" and spec.replication_key is None
+    assert [(m.column, m.field, m.type) for m in spec.fields] == [
+        ("plan", "plan", "string"),
+        ("seats", "seat_count", "integer"),
+    ]
+
+
+def test_unknown_key_names_sync_key_and_suggestion() -> None:
+    assert problems_of(with_sync(replication_ky="updated_at")) == [
+        "sync 'accounts': unknown key 'replication_ky' (did you mean 'replication_key'?); allowed keys are "
+        "create_missing, description, existing_id_length, existing_ids_only, fields, full_cron, group, "
+        "id_column, incremental_cron, kind, lookback_seconds, max_reject_share, missing_retry_seconds, "
+        "on_delete, partition_start, query, replication_key, table"
+    ]
+
+
+def test_missing_id_column() -> None:
+    assert problems_of(with_sync(id_column=None)) == [
+        "sync 'accounts': 'id_column' is required; name the column that holds the Pendo account id"
+    ]
+
+
+def test_unknown_pendo_type() -> None:
+    raw = with_sync(fields={"seats": {"type": "int"}})
+    assert problems_of(raw) == [
+        "sync 'accounts', column 'seats': unknown Pendo type 'int'; use one of string, boolean, integer, "
+        "float, time, list"
+    ]
+
+
+def test_two_columns_one_field() -> None:
+    raw = with_sync(fields={"plan": "string", "tier": {"field": "plan", "type": "string"}})
+    assert problems_of(raw) == [
+        "sync 'accounts': columns 'plan' and 'tier' both map to Pendo field 'plan'; map each field from one column"
+    ]
+
+
+def test_kind_group_and_source_errors_together() -> None:
+    raw = with_sync(kind="user", group="auto", table=None)
+    assert problems_of(raw) == [
+        "sync 'accounts': kind 'user' is not one of visitor, account; set kind: visitor or kind: account",
+        "sync 'accounts': group 'auto' is not one of custom, agent; set group: custom or group: agent",
+        "sync 'accounts': give exactly one of 'table' (schema.table) or 'query' (a SELECT)",
+    ]
+
+
+def test_aliases_and_delivery_settings() -> None:
+    raw = {**with_sync(fields={"arr": "number", "renews": "date"}), "delivery": {"concurrency": 3}}
+    config = parse_config(raw)
+    assert [m.type for m in config.sync("accounts").fields] == ["float", "time"]
+    assert config.delivery.concurrency == 3 and config.delivery.batch_records == 1000
+
+
+def test_bad_delivery_setting() -> None:
+    assert problems_of({**GOOD, "delivery": {"concurency": 3}})[0].startswith(
+        "delivery: unknown key 'concurency' (did you mean 'concurrency'?)"
+    )
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist; set PENDO_SYNC_CONFIG to your file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("syncs: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_env_var_points_at_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "syncs.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    monkeypatch.setenv("PENDO_SYNC_CONFIG", str(path))
+    assert load_config().source == str(path)
