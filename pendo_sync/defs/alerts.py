@@ -1,0 +1,206 @@
+"""Alerts to Slack (incoming webhook or chat.postMessage) and AWS SNS, with secrets redacted.
+
+Alerting is best effort: a destination that fails is logged and reported back to the caller, never raised,
+so a broken webhook cannot fail the sync or the sensor that wanted to report something.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import boto3
+import dagster as dg
+import httpx
+
+log = logging.getLogger(__name__)
+
+SLACK_TIMEOUT_SECONDS = 10.0
+# SNS rejects a Subject longer than 100 characters or with line breaks / control characters.
+SNS_SUBJECT_LIMIT = 100
+
+_URL_PASSWORD = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s/]+@")
+_SLACK_WEBHOOK = re.compile(
+    r"(?P<prefix>https://hooks\.slack\.com/(?:services|triggers|workflows)/)[^\s\"'<>|]+"
+)
+_SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message for people: a short title, the details, and where it came from."""
+
+    title: str
+    text: str
+    sync: str = ""
+    run_id: str = ""
+    link: str = ""
+
+
+def redact(text: str) -> str:
+    """The text without secrets: the Pendo integration key, URL passwords, Slack webhook paths and tokens."""
+    key = os.environ.get("PENDO_INTEGRATION_KEY", "")
+    if key:
+        text = text.replace(key, "***")
+    text = _URL_PASSWORD.sub(r"\g<prefix>***@", text)
+    text = _SLACK_WEBHOOK.sub(r"\g<prefix>***", text)
+    return _SLACK_TOKEN.sub("xox?-***", text)
+
+
+def _resolved(value: str) -> str:
+    # Outside a Dagster run (the CLI, a plain test) the fields can still hold unresolved EnvVars, and
+    # str() of an EnvVar raises; read the variable instead.
+    if isinstance(value, dg.EnvVar):
+        return value.get_value() or ""
+    return value
+
+
+def _sns_subject(title: str) -> str:
+    subject = _CONTROL_CHARS.sub(" ", title).encode("ascii", "replace").decode("ascii").strip()
+    return subject[:SNS_SUBJECT_LIMIT] or "pendo_sync alert"
+
+
+class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where alerts go: a Slack webhook (or a bot token and channel) and/or an SNS topic."""
+
+    slack_webhook_url: str = ""
+    slack_token: str = ""
+    slack_channel: str = ""
+    slack_api_url: str = "https://slack.com/api"
+    sns_topic_arn: str = ""
+    aws_region: str = ""
+    sns_endpoint_url: str = ""  # for moto or LocalStack
+    ui_base_url: str = ""  # the Dagster UI, e.g. http://127.0.0.1:3000, for links to runs
+
+    def _slack_mode(self) -> str:
+        if _resolved(self.slack_webhook_url):
+            return "webhook"
+        if _resolved(self.slack_token) and _resolved(self.slack_channel):
+            return "api"
+        return ""
+
+    def enabled(self) -> bool:
+        """Whether any destination is configured."""
+        return bool(self._slack_mode() or _resolved(self.sns_topic_arn))
+
+    def describe(self) -> str:
+        """The configured destinations in words, without any secret."""
+        parts = []
+        mode = self._slack_mode()
+        if mode == "webhook":
+            parts.append("Slack webhook")
+        elif mode == "api":
+            parts.append(f"Slack channel {_resolved(self.slack_channel)}")
+        arn = _resolved(self.sns_topic_arn)
+        if arn:
+            parts.append(f"SNS {arn}")
+        if not parts:
+            return "no destinations (set PENDO_SYNC_SLACK_WEBHOOK_URL or PENDO_SYNC_SNS_TOPIC_ARN)"
+        return ", ".join(parts)
+
+    def run_link(self, run_id: str) -> str:
+        """The run's page in the Dagster UI, or "" when the UI's address is not configured."""
+        base = _resolved(self.ui_base_url)
+        return f"{base.rstrip('/')}/runs/{run_id}" if base else ""
+
+    def send(self, alert: Alert) -> list[str]:
+        """Deliver the alert (redacted) to every destination; the problems met, empty when all went well."""
+        clean = Alert(
+            title=redact(alert.title),
+            text=redact(alert.text),
+            sync=redact(alert.sync),
+            run_id=redact(alert.run_id),
+            link=redact(alert.link),
+        )
+        destinations: list[tuple[str, Callable[[Alert], str]]] = []
+        mode = self._slack_mode()
+        if mode == "webhook":
+            destinations.append(("Slack webhook", self._post_webhook))
+        elif mode == "api":
+            destinations.append(("Slack chat.postMessage", self._post_message))
+        if _resolved(self.sns_topic_arn):
+            destinations.append(("SNS", self._publish_sns))
+        problems = []
+        for name, deliver in destinations:
+            try:
+                problem = deliver(clean)
+            # Any failure of one destination (network, HTTP, AWS, a malformed setting) must neither stop
+            # the others nor fail the caller; it is reported instead.
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem:
+                message = redact(f"{name}: {problem}")
+                log.warning("alert %r not delivered: %s", clean.title, message)
+                problems.append(message)
+        return problems
+
+    def _slack_text(self, alert: Alert) -> str:
+        return "\n".join(part for part in (f"*{alert.title}*", alert.text, alert.link) if part)
+
+    def _post_webhook(self, alert: Alert) -> str:
+        response = httpx.post(
+            _resolved(self.slack_webhook_url),
+            json={"text": self._slack_text(alert)},
+            timeout=SLACK_TIMEOUT_SECONDS,
+        )
+        if response.is_success:
+            return ""
+        return f"HTTP {response.status_code} {response.text[:200]}".strip()
+
+    def _post_message(self, alert: Alert) -> str:
+        response = httpx.post(
+            f"{_resolved(self.slack_api_url).rstrip('/')}/chat.postMessage",
+            headers={"Authorization": f"Bearer {_resolved(self.slack_token)}"},
+            json={"channel": _resolved(self.slack_channel), "text": self._slack_text(alert)},
+            timeout=SLACK_TIMEOUT_SECONDS,
+        )
+        if not response.is_success:
+            return f"HTTP {response.status_code} {response.text[:200]}".strip()
+        # Slack answers HTTP 200 even when it refuses the message; the verdict is in the body.
+        body = response.json()
+        if not body.get("ok"):
+            return f"Slack refused the message: {body.get('error', 'unknown error')}"
+        return ""
+
+    def _publish_sns(self, alert: Alert) -> str:
+        client = boto3.client(
+            "sns",
+            region_name=_resolved(self.aws_region) or "us-east-1",
+            endpoint_url=_resolved(self.sns_endpoint_url) or None,
+        )
+        attributes = {
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in (("sync", alert.sync), ("run_id", alert.run_id))
+            if value
+        }
+        client.publish(
+            TopicArn=_resolved(self.sns_topic_arn),
+            Subject=_sns_subject(alert.title),
+            Message="\n".join(part for part in (alert.text or alert.title, alert.link) if part),
+            MessageAttributes=attributes,
+        )
+        return ""
+
+
+def alerts_from_env() -> AlertsResource:
+    """Alert settings from environment variables, as EnvVars so secrets are read at launch, never stored."""
+
+    def env(*names: str) -> str:
+        for name in names:
+            if os.environ.get(name):
+                return dg.EnvVar(name)
+        return ""
+
+    return AlertsResource(
+        slack_webhook_url=env("PENDO_SYNC_SLACK_WEBHOOK_URL"),
+        slack_token=env("PENDO_SYNC_SLACK_TOKEN"),
+        slack_channel=env("PENDO_SYNC_SLACK_CHANNEL"),
+        sns_topic_arn=env("PENDO_SYNC_SNS_TOPIC_ARN"),
+        aws_region=env("AWS_REGION", "AWS_DEFAULT_REGION"),
+        sns_endpoint_url=env("PENDO_SYNC_SNS_ENDPOINT_URL"),
+        ui_base_url=env("PENDO_SYNC_UI_URL"),
+    )

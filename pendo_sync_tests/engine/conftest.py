@@ -1,0 +1,77 @@
+"""A small world for engine tests: sample tables in a fresh warehouse, a state store in it, and the
+Pendo emulator on a real port, seeded with every mapped field and all ids but every 50th."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pendo_sync.config import DeliverySettings, ProjectConfig, SyncSpec, load_config
+from pendo_sync.demo.run import seed_emulator
+from pendo_sync.demo.sample_data import create_sample_tables
+from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
+from pendo_sync.pendo.client import PendoClient
+from pendo_sync.pendo.emulator import Emulator, EmulatorServer, EmulatorSettings
+from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.engines import make_engine
+
+ACCOUNTS, VISITORS = 200, 1000
+# Fast, test-sized delivery: small batches so a run makes several calls, short backoff.
+TEST_DELIVERY = DeliverySettings(
+    concurrency=4, batch_records=50, max_batch_records=200, backoff_base_seconds=0.01, backoff_max_seconds=0.05
+)
+
+
+@dataclass
+class World:
+    url: str
+    engine: Engine
+    store: StateStore
+    config: ProjectConfig
+    emulator: Emulator
+    server: EmulatorServer
+    delivery: DeliverySettings
+
+    def spec(self, name: str, **changes: Any) -> SyncSpec:
+        return dataclasses.replace(self.config.sync(name), **changes)
+
+    def client(self) -> PendoClient:
+        return PendoClient(self.server.base_url, self.emulator.settings.integration_key, timeout_seconds=10)
+
+    def run(
+        self, name: str | SyncSpec, delivery: DeliverySettings | None = None, **options: Any
+    ) -> SyncOutcome:
+        spec = self.spec(name) if isinstance(name, str) else name
+        return run_sync(spec, self.engine, self.store, self.client, delivery or self.delivery, RunOptions(**options))
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        with self.engine.begin() as conn:
+            result = conn.execute(sa.text(statement), params)
+            return list(result) if result.returns_rows else []
+
+
+@pytest.fixture
+def world(warehouse_url: str) -> Iterator[World]:
+    yield from _world(warehouse_url)
+
+
+@pytest.fixture
+def pg_world(pg_url: str) -> Iterator[World]:
+    yield from _world(pg_url)
+
+
+def _world(url: str) -> Iterator[World]:
+    engine = make_engine(url)
+    create_sample_tables(engine, ACCOUNTS, VISITORS)
+    config = load_config()
+    emulator = Emulator(EmulatorSettings())
+    seed_emulator(emulator, config, engine, absent_every=50)
+    with EmulatorServer(emulator) as server:
+        yield World(url, engine, StateStore(engine, "pendo_sync"), config, emulator, server, TEST_DELIVERY)
+    engine.dispose()

@@ -1,0 +1,138 @@
+"""Whole runs of the engine against the emulator, on DuckDB and PostgreSQL: what reaches Pendo, what
+the ledger claims, and what a second, changed, reverted or backfilled run sends."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pendo_sync_tests.engine.conftest import ACCOUNTS, VISITORS, World
+from pendo_sync_tests.expected import expected_fields
+
+
+def present(world: World, kind: str, expected: dict[str, dict]) -> dict[str, dict]:
+    """What Pendo should hold: expected values of the ids the emulator has, without cleared fields."""
+    have = world.emulator.records(kind)
+    return {i: {f: v for f, v in values.items() if v is not None} for i, values in expected.items() if i in have}
+
+
+def test_full_run_puts_every_mapped_value_into_pendo(world: World):
+    outcome = world.run("accounts")
+    expected = expected_fields(world.engine, world.spec("accounts"))
+    assert len(expected) == ACCOUNTS
+    assert world.emulator.records("account") == present(world, "account", expected)
+    absent = {i for i in expected if world.emulator.values_of("account", i) is None}
+    assert len(absent) == ACCOUNTS // 50
+    assert outcome.status == "complete"
+    assert outcome.counts["rows_read"] == ACCOUNTS
+    assert outcome.counts["updated"] == ACCOUNTS - len(absent)
+    assert outcome.counts["missing"] == len(absent)
+    assert world.store.ledger_count("accounts") == ACCOUNTS - len(absent)
+    rejects = world.store.rejects_of("accounts")
+    assert {r["record_id"] for r in rejects} == absent
+    assert {r["reason"] for r in rejects} == {"account id not found in Pendo"}
+
+
+def test_bad_value_rejects_its_row_with_the_reason_not_the_run(world: World):
+    ((bad_id,),) = world.sql("SELECT visitor_id FROM visitors WHERE nps = 'n/a'")
+    world.emulator.add_ids("visitor", [bad_id])
+    outcome = world.run("visitors")
+    assert outcome.status == "complete"
+    assert outcome.counts["invalid"] == 1
+    (bad,) = [r for r in world.store.rejects_of("visitors") if r["kind"] == "invalid"]
+    assert bad["record_id"] == bad_id
+    assert bad["reason"] == "column 'nps' -> field 'nps_score': 'n/a' is not an integer"
+    assert world.emulator.values_of("visitor", bad_id) == {}  # never sent: Pendo's record is untouched
+    expected = expected_fields(world.engine, world.spec("visitors"))
+    assert bad["record_id"] not in expected
+    have = world.emulator.records("visitor")
+    assert {i: v for i, v in have.items() if v} == present(world, "visitor", expected)
+    assert world.store.ledger_count("visitors") == len(present(world, "visitor", expected))
+
+
+def test_second_run_without_changes_sends_nothing(world: World):
+    world.run("accounts")
+    world.emulator.reset_stats()
+    again = world.run("accounts")
+    assert again.counts.get("sent", 0) == 0
+    assert world.emulator.stats()["records_received"] == 0
+    # Ids Pendo lacks are retried only after missing_retry_seconds; with 0 they come back every run.
+    world.run(world.spec("accounts", missing_retry_seconds=0))
+    assert world.emulator.stats()["records_received"] == ACCOUNTS // 50
+
+
+def test_full_run_sends_exactly_the_changed_added_and_deleted_rows(world: World):
+    world.run("accounts")
+    ids = [r[0] for r in world.sql("SELECT account_id FROM accounts ORDER BY account_id")]
+    kept = [i for i in ids if world.emulator.values_of("account", i) is not None]
+    changed, deleted = kept[:3], kept[3:5]
+    world.sql("UPDATE accounts SET seats = 9999 WHERE account_id IN (:a, :b, :c)", a=changed[0], b=changed[1], c=changed[2])
+    world.sql("DELETE FROM accounts WHERE account_id IN (:a, :b)", a=deleted[0], b=deleted[1])
+    world.sql(
+        "INSERT INTO accounts (account_id, plan, seats, is_paying, updated_at) VALUES "
+        "('new-1', 'pro', 5, true, :t), ('new-2', 'free', 1, false, :t)",
+        t=dt.datetime(2026, 11, 1),
+    )
+    world.emulator.add_ids("account", ["new-1", "new-2"])
+    world.emulator.reset_stats()
+
+    outcome = world.run("accounts")
+
+    assert sorted(world.emulator.received_ids) == sorted([*changed, *deleted, "new-1", "new-2"])
+    assert world.emulator.values_of("account", changed[0])["seats"] == 9999
+    assert world.emulator.values_of("account", deleted[0]) == {}  # on_delete: clear
+    assert world.emulator.values_of("account", "new-1") == {"plan": "pro", "seats": 5, "is_paying": True}
+    assert outcome.counts["cleared"] == 2
+    ledger = world.store.ledger_rows("accounts")
+    assert deleted[0] not in ledger and "new-2" in ledger
+
+
+def test_incremental_run_reads_past_the_cursor_and_a_backfill_leaves_it(world: World):
+    first = world.run("visitors", mode="incremental")
+    cursor = first.cursor
+    assert cursor == max(r[0] for r in world.sql("SELECT updated_at FROM visitors"))
+    (vid,) = world.sql("SELECT visitor_id FROM visitors WHERE role = 'admin' ORDER BY visitor_id LIMIT 1")[0]
+    world.emulator.add_ids("visitor", [vid])
+    world.sql(
+        "UPDATE visitors SET role = 'owner', updated_at = :t WHERE visitor_id = :v",
+        t=cursor + dt.timedelta(hours=2),
+        v=vid,
+    )
+    world.emulator.reset_stats()
+    second = world.run("visitors", mode="incremental")
+    assert world.emulator.received_ids == [vid]
+    assert world.emulator.values_of("visitor", vid)["role"] == "owner"
+    assert second.cursor == cursor + dt.timedelta(hours=2)
+    assert second.counts["rows_read"] < VISITORS  # only the look-back window was read
+
+    world.emulator.reset_stats()
+    backfill = world.run(
+        "visitors", mode="backfill", window=(dt.datetime(2026, 10, 1), dt.datetime(2026, 10, 2)), full_refresh=True
+    )
+    day_rows = world.sql(
+        "SELECT count(*) FROM visitors WHERE updated_at >= '2026-10-01' AND updated_at < '2026-10-02'"
+    )[0][0]
+    assert backfill.counts["rows_read"] == day_rows
+    assert world.store.current_cursor("visitors") == second.cursor
+
+
+def test_full_refresh_resends_everything(world: World):
+    world.run("accounts")
+    world.emulator.reset_stats()
+    world.run("accounts", full_refresh=True)
+    assert world.emulator.stats()["records_received"] == ACCOUNTS
+
+
+def test_revert_makes_the_next_run_resend_what_changed_after_that_version(world: World):
+    first = world.run("accounts")
+    ids = [r[0] for r in world.sql("SELECT account_id FROM accounts ORDER BY account_id LIMIT 150")]
+    kept = [i for i in ids if world.emulator.values_of("account", i) is not None][:4]
+    world.sql(
+        "UPDATE accounts SET plan = 'enterprise', seats = 1 WHERE account_id IN (:a, :b, :c, :d)",
+        a=kept[0], b=kept[1], c=kept[2], d=kept[3],
+    )
+    world.run("accounts")
+    assert world.store.revert_plan("accounts", first.version) == 4
+    world.store.revert("accounts", first.version)
+    world.emulator.reset_stats()
+    world.run("accounts")
+    assert sorted(world.emulator.received_ids) == sorted(kept)
