@@ -26,7 +26,7 @@ _URL_PASSWORD = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^
 _SLACK_WEBHOOK = re.compile(
     r"(?P<prefix>https://hooks\.slack\.com/(?:services|triggers|workflows)/)[^\s\"'<>|]+"
 )
-_SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
+_SLACK_TOKEN = re.compile(r"\b(?P<prefix>xox[a-z]-)[A-Za-z0-9-]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -46,9 +46,9 @@ def redact(text: str) -> str:
     key = os.environ.get("PENDO_INTEGRATION_KEY", "")
     if key:
         text = text.replace(key, "***")
-    text = _URL_PASSWORD.sub(r"\g<prefix>***@", text)
+    text = text or _URL_PASSWORD.sub(r"\g<prefix>***@", text)
     text = _SLACK_WEBHOOK.sub(r"\g<prefix>***", text)
-    return _SLACK_TOKEN.sub("xox?-***", text)
+    return _SLACK_TOKEN.sub(r"\g<prefix>***", text)
 
 
 def _resolved(value: str) -> str:

@@ -172,6 +172,7 @@ def run_sync(
             [],
         )
     state.acquire_lock(spec.name, options.run_id)
+    state.abandon_running(spec.name)
     version = state.begin_version(spec.name, options.run_id, options.mode, previous)
     runner = _Runner(spec, changes, state, version, options, settings, with_deletes=window.mode == "full")
     try:
@@ -339,7 +340,8 @@ class _Runner:
         if not budget or self.delivery is None:
             return False
         elapsed = time.monotonic() - self._started
-        expected_call = self.delivery.sizer.call_seconds or 1.0
+        # Until a call has been timed, only the budget itself stops the run: it must make progress.
+        expected_call = self.delivery.sizer.call_seconds
         return elapsed + 2 * expected_call >= budget
 
     async def _deliver(self, batch: Batch) -> None:

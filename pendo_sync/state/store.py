@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 from pendo_sync.warehouse.engines import backend_of
 
 COUNTERS = ("rows_read", "sent", "updated", "missing", "rejected", "cleared", "deleted", "calls", "retries")
-LOCK_STALE_AFTER = dt.timedelta(minutes=30)
+# A lock whose holder has not written a batch for this long is taken to be dead (runs heartbeat per batch).
+LOCK_STALE_AFTER = dt.timedelta(minutes=15)
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class StateError(RuntimeError):
@@ -145,7 +149,8 @@ class StateStore:
             md,
             sa.Column("sync_name", sa.String(128), nullable=False),
             sa.Column("run_id", sa.String(64), nullable=False),
-            sa.Column("acquired_at", sa.DateTime, nullable=False),
+            sa.Column("holder", sa.String(256), nullable=False, default=""),  # host:pid
+            sa.Column("acquired_at", sa.DateTime, nullable=False),  # refreshed by every batch
         )
         self.metadata = md
         self._ready = False
@@ -170,18 +175,20 @@ class StateStore:
         with self.engine.begin() as conn:
             self._lock_table(conn, self.locks)
             row = conn.execute(
-                sa.select(self.locks.c.run_id, self.locks.c.acquired_at).where(
+                sa.select(self.locks.c.run_id, self.locks.c.holder, self.locks.c.acquired_at).where(
                     self.locks.c.sync_name == sync_name
                 )
             ).first()
-            if row and row.run_id != run_id and utcnow() - row.acquired_at < LOCK_STALE_AFTER:
+            if row and row.run_id != run_id and not _lock_is_stale(row.holder, row.acquired_at):
                 raise SyncLocked(
                     f"sync {sync_name!r} is being written by run {row.run_id} since {row.acquired_at:%Y-%m-%d %H:%M} UTC; "
                     f"wait for it, or if that run is dead: pendo-sync state unlock {sync_name}"
                 )
             conn.execute(sa.delete(self.locks).where(self.locks.c.sync_name == sync_name))
             conn.execute(
-                sa.insert(self.locks).values(sync_name=sync_name, run_id=run_id, acquired_at=utcnow())
+                sa.insert(self.locks).values(
+                    sync_name=sync_name, run_id=run_id, holder=HOLDER, acquired_at=utcnow()
+                )
             )
 
     def release_lock(self, sync_name: str, run_id: str | None = None) -> None:
@@ -228,6 +235,19 @@ class StateStore:
             sa.select(sa.func.max(self.versions.c.version)).where(self.versions.c.sync_name == sync_name)
         ).scalar()
         return int(current or 0) + 1
+
+    def abandon_running(self, sync_name: str) -> int:
+        """Mark versions left 'running' by a dead run as abandoned; call holding the sync's lock."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(self.versions)
+                .where(self.versions.c.sync_name == sync_name, self.versions.c.status == "running")
+                .values(
+                    status="abandoned",
+                    note="the run stopped without finishing (killed?); its confirmed batches are in the ledger",
+                )
+            )
+        return int(result.rowcount or 0)
 
     def finish_version(
         self, sync_name: str, version: int, status: str, cursor: Any, counts: dict[str, int], note: str = ""
@@ -342,6 +362,11 @@ class StateStore:
                         for r in rejects
                     ],
                 )
+            conn.execute(
+                sa.update(self.locks)
+                .where(self.locks.c.sync_name == sync_name, self.locks.c.run_id == run_id)
+                .values(acquired_at=now)
+            )
             if counts:
                 conn.execute(
                     sa.update(self.versions)
@@ -497,6 +522,22 @@ class StateStore:
 
     def as_json(self, sync_name: str) -> str:
         return json.dumps([v.as_dict() for v in self.versions_of(sync_name)], indent=2)
+
+
+def _lock_is_stale(holder: str, heartbeat: dt.datetime) -> bool:
+    """A lock is stale when its holder stopped writing batches, or was a process of this host that is gone."""
+    if utcnow() - heartbeat >= LOCK_STALE_AFTER:
+        return True
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _chunks(items: Sequence[Any] | Iterable[Any], size: int) -> Iterator[list[Any]]:

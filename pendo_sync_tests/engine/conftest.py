@@ -37,12 +37,13 @@ class World:
     emulator: Emulator
     server: EmulatorServer
     delivery: DeliverySettings
+    key: str = "emulator-key"
 
     def spec(self, name: str, **changes: Any) -> SyncSpec:
         return dataclasses.replace(self.config.sync(name), **changes)
 
     def client(self) -> PendoClient:
-        return PendoClient(self.server.base_url, self.emulator.settings.integration_key, timeout_seconds=10)
+        return PendoClient(self.server.base_url, self.key, timeout_seconds=10)
 
     def run(
         self, name: str | SyncSpec, delivery: DeliverySettings | None = None, **options: Any
@@ -64,6 +65,12 @@ def world(warehouse_url: str) -> Iterator[World]:
 @pytest.fixture
 def pg_world(pg_url: str) -> Iterator[World]:
     yield from _world(pg_url)
+
+
+@pytest.fixture
+def duckdb_world(duckdb_url: str) -> Iterator[World]:
+    """For behaviour that does not depend on the warehouse (delivery under faults)."""
+    yield from _world(duckdb_url)
 
 
 def _world(url: str) -> Iterator[World]:

@@ -1,0 +1,137 @@
+"""Delivery under Pendo's limits and faults, through the real client and the emulator: 429 with
+Retry-After, 408 splits, 5xx and dropped connections, answers lost after Pendo applied them, a refused
+key or field, and the runtime budget. In every case the ledger claims only what Pendo confirmed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pendo_sync.engine.delivery import FatalDeliveryError
+from pendo_sync.pendo.emulator import Fault
+from pendo_sync_tests.engine.conftest import ACCOUNTS, World
+from pendo_sync_tests.expected import expected_fields
+
+PRESENT = ACCOUNTS - ACCOUNTS // 50
+
+
+def assert_pendo_equals_source(world: World) -> None:
+    expected = expected_fields(world.engine, world.spec("accounts"))
+    have = world.emulator.records("account")
+    want = {i: {f: v for f, v in vals.items() if v is not None} for i, vals in expected.items() if i in have}
+    assert have == want
+    ledger = world.store.ledger_rows("accounts")
+    assert set(ledger) == set(want)
+
+
+def test_429_waits_for_retry_after_and_loses_nothing(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.settings.retry_after_s = 0.2
+    world.emulator.inject_faults([Fault("429", count=3)])
+    outcome = world.run("accounts")
+    assert world.emulator.stats()["statuses"][429] == 3
+    assert outcome.counts["retries"] >= 3
+    assert outcome.counts["updated"] == PRESENT
+    assert_pendo_equals_source(world)
+
+
+def test_rate_limit_bucket_throttles_concurrency_and_every_record_lands(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.settings.max_calls_per_s = 5
+    world.emulator.settings.retry_after_s = 0.2
+    outcome = world.run("accounts", delivery=dataclasses.replace(world.delivery, batch_records=10, max_batch_records=10))
+    assert world.emulator.stats()["statuses"].get(429, 0) > 0
+    assert outcome.counts["updated"] == PRESENT
+    assert_pendo_equals_source(world)
+
+
+def test_408_halves_the_batch_until_calls_fit_the_time_limit(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.settings.per_record_latency_s = 0.002
+    world.emulator.settings.call_time_limit_s = 0.03  # 15 records per call at most
+    outcome = world.run("accounts")
+    stats = world.emulator.stats()
+    assert stats["statuses"][408] >= 1
+    assert max(stats["batch_sizes"][-5:]) <= 15
+    assert outcome.counts["updated"] == PRESENT
+    assert_pendo_equals_source(world)
+
+
+def test_5xx_and_dropped_connections_are_retried(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.inject_faults([Fault("status", status=503, count=2), Fault("drop", count=2, after=1)])
+    outcome = world.run("accounts")
+    assert outcome.counts["retries"] >= 4
+    assert outcome.counts["updated"] == PRESENT
+    assert_pendo_equals_source(world)
+
+
+def test_answer_lost_after_pendo_applied_is_resent_not_claimed_twice(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.inject_faults([Fault("lost_answer", count=1)])
+    outcome = world.run("accounts")
+    assert outcome.counts["updated"] == PRESENT
+    assert len(world.emulator.received_ids) == ACCOUNTS + 50  # the first batch went twice
+    assert_pendo_equals_source(world)
+
+
+def test_persistent_failure_rejects_the_batch_with_its_reason_and_the_next_run_delivers(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.inject_faults([Fault("status", status=500, count=world.delivery.max_attempts)])
+    first = world.run("accounts", delivery=dataclasses.replace(world.delivery, concurrency=1))
+    errors = [r for r in world.store.rejects_of("accounts") if r["kind"] == "error"]
+    assert len(errors) == 50
+    assert errors[0]["reason"] == "gave up after 6 attempts: HTTP 500: injected fault: HTTP 500"
+    assert first.counts["rejected"] == 50
+    assert world.store.ledger_count("accounts") == PRESENT - (50 - sum(
+        1 for r in errors if world.emulator.values_of("account", r["record_id"]) is None
+    ))
+    world.run("accounts")
+    assert_pendo_equals_source(world)
+
+
+def test_wrong_key_fails_the_run_with_an_actionable_message_and_no_secret(duckdb_world: World):
+    world = duckdb_world
+    world.key = "a-wrong-key-123"
+    with pytest.raises(FatalDeliveryError) as err:
+        world.run("accounts")
+    assert str(err.value) == (
+        "sync 'accounts': Pendo refused the integration key (HTTP 401); check PENDO_INTEGRATION_KEY and "
+        "that PENDO_BASE_URL is the key's region"
+    )
+    assert "a-wrong-key-123" not in str(err.value)
+    (version,) = world.store.versions_of("accounts")
+    assert version.status == "failed"
+    assert world.store.ledger_count("accounts") == 0
+
+
+def test_a_field_missing_in_pendo_fails_before_anything_is_applied(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.remove_field("account", "custom", "annual_revenue")
+    with pytest.raises(FatalDeliveryError) as err:
+        world.run("accounts")
+    assert "HTTP 400: field 'annual_revenue' is not mapped for account custom" in str(err.value)
+    assert all(v == {} for v in world.emulator.records("account").values())
+    assert world.store.ledger_count("accounts") == 0
+
+
+def test_runtime_budget_ends_the_run_cleanly_and_the_next_run_resumes(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.settings.fixed_latency_s = 0.1
+    tight = dataclasses.replace(
+        world.delivery, runtime_budget_seconds=0.5, concurrency=1, batch_records=10, max_batch_records=10
+    )
+    first = world.run("accounts", delivery=tight)
+    assert first.status == "partial"
+    assert first.cursor is None  # the cursor does not move past a partial run
+    confirmed = world.store.ledger_count("accounts")
+    assert 0 < confirmed < PRESENT
+    world.emulator.settings.fixed_latency_s = 0
+    world.emulator.reset_stats()
+    second = world.run("accounts")
+    assert second.status == "complete"
+    # Nothing confirmed is resent (ids found missing wait for missing_retry_seconds).
+    assert confirmed + first.counts["missing"] == first.counts["sent"]
+    assert world.emulator.stats()["records_received"] == ACCOUNTS - first.counts["sent"]
+    assert_pendo_equals_source(world)
