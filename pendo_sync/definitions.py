@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,9 @@ from pendo_sync.defs.resources import build_resources
 from pendo_sync.defs.schedules import sync_job, sync_schedules
 from pendo_sync.defs.sensors import build_drift_sensor, build_new_rows_sensor
 from pendo_sync.defs.slices_io import SourceSliceIOManager
+
+# observable_source_asset and backfill_policy are marked beta; they are the documented way to do this.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:

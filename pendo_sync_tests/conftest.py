@@ -75,3 +75,7 @@ def warehouse_url(request: pytest.FixtureRequest) -> str:
     """A fresh warehouse URL, once per backend: the test runs on DuckDB and on PostgreSQL."""
     url: str = request.getfixturevalue(_URL_FIXTURES[request.param])
     return url
+
+
+# The sample warehouse + emulator world (pendo_sync_tests/world.py), for engine and Dagster tests.
+from pendo_sync_tests.world import duckdb_world, pg_world, world  # noqa: E402, F401

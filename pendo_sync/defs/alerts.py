@@ -46,7 +46,7 @@ def redact(text: str) -> str:
     key = os.environ.get("PENDO_INTEGRATION_KEY", "")
     if key:
         text = text.replace(key, "***")
-    text = text or _URL_PASSWORD.sub(r"\g<prefix>***@", text)
+    text = _URL_PASSWORD.sub(r"\g<prefix>***@", text)
     text = _SLACK_WEBHOOK.sub(r"\g<prefix>***", text)
     return _SLACK_TOKEN.sub(r"\g<prefix>***", text)
 

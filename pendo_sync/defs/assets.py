@@ -2,8 +2,6 @@
 (the live sync: full or incremental) and, where the sync has a replication key, a daily-partitioned Pendo
 asset whose partitions re-sync exactly the rows of those days (backfills, new-row sensor)."""
 
-from __future__ import annotations
-
 import asyncio
 import datetime as dt
 from typing import Any

@@ -2,8 +2,6 @@
 mapped column is still in the source with a type that fits. (The rejected share is checked by the
 materialization itself, see assets.py.)"""
 
-from __future__ import annotations
-
 import asyncio
 from typing import Any
 

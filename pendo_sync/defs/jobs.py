@@ -1,8 +1,6 @@
 """Operator jobs: revert a sync's state to an earlier version from the UI (run config), like
 `pendo-sync state revert SYNC --to VERSION --yes`."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pendo_sync.defs.resources import StateResource, WarehouseResource

@@ -5,8 +5,6 @@ sync's Pendo field types; the new-rows sensor the newest replication-key value i
 Delivery is the ledger's business, not the cursor's.
 """
 
-from __future__ import annotations
-
 import asyncio
 import datetime as dt
 import hashlib

@@ -2,8 +2,6 @@
 run covers (the partition's days, or everything for the live sync) as a handle that reads in chunks,
 never the whole table at once. Source assets are observed, not written, so there is no output to store."""
 
-from __future__ import annotations
-
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass

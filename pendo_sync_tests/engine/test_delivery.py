@@ -10,7 +10,7 @@ import pytest
 
 from pendo_sync.engine.delivery import FatalDeliveryError
 from pendo_sync.pendo.emulator import Fault
-from pendo_sync_tests.engine.conftest import ACCOUNTS, World
+from pendo_sync_tests.world import ACCOUNTS, World
 from pendo_sync_tests.expected import expected_fields
 
 PRESENT = ACCOUNTS - ACCOUNTS // 50

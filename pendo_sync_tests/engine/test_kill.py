@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pendo_sync.config import DEMO_CONFIG
-from pendo_sync_tests.engine.conftest import World
+from pendo_sync_tests.world import World
 from pendo_sync_tests.expected import expected_fields
 
 BATCH, CONCURRENCY = 20, 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pendo_sync_tests.engine.conftest import ACCOUNTS, VISITORS, World
+from pendo_sync_tests.world import ACCOUNTS, VISITORS, World
 from pendo_sync_tests.expected import expected_fields
 
 

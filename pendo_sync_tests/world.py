@@ -1,4 +1,4 @@
-"""A small world for engine tests: sample tables in a fresh warehouse, a state store in it, and the
+"""A small world for engine and Dagster tests: sample tables in a fresh warehouse, a state store in it, and the
 Pendo emulator on a real port, seeded with every mapped field and all ids but every 50th."""
 
 from __future__ import annotations

@@ -1,0 +1,159 @@
+"""Real materializations through Dagster on a real instance: both syncs into the emulator, a partition
+range as one single-run backfill, the revert job, and failures that reach Slack through the run failure
+sensor, with the instance's storage on PostgreSQL."""
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from pendo_sync.definitions import build_definitions
+from pendo_sync_tests.expected import expected_fields
+from pendo_sync_tests.world import ACCOUNTS, World
+
+
+@pytest.fixture
+def defs_for(monkeypatch: pytest.MonkeyPatch):
+    """Definitions whose resources point at a test world (environment variables, read through EnvVar)."""
+
+    def build(world: World, **alerts: str) -> dg.Definitions:
+        monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", world.url)
+        monkeypatch.setenv("PENDO_BASE_URL", world.server.base_url)
+        monkeypatch.setenv("PENDO_INTEGRATION_KEY", world.key)
+        for name, value in alerts.items():
+            monkeypatch.setenv(name, value)
+        return build_definitions(world.config)
+
+    return build
+
+
+def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        out[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    return out
+
+
+def test_sync_all_materializes_both_syncs_into_pendo(world: World, defs_for):
+    defs = defs_for(world)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("sync_all").execute_in_process(instance=instance)
+        assert result.success
+        mats = materializations(result)
+        assert mats["pendo/accounts"]["rows_read"] == ACCOUNTS
+        assert mats["pendo/accounts"]["missing"] == ACCOUNTS // 50
+        assert mats["pendo/accounts"]["status"] == "complete"
+        assert mats["pendo/visitors"]["rejected"] == 1
+        checks = {
+            e.asset_check_evaluation_data.asset_check_key.asset_key.to_user_string(): e.asset_check_evaluation_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
+        assert checks["pendo/accounts"].passed
+        # Visible to the UI: the instance holds the materializations with their figures.
+        latest = instance.get_latest_materialization_event(dg.AssetKey(["pendo", "accounts"]))
+        assert latest.asset_materialization.metadata["updated"].value == ACCOUNTS - ACCOUNTS // 50
+    for name, kind in (("accounts", "account"), ("visitors", "visitor")):
+        expected = expected_fields(world.engine, world.spec(name))
+        have = world.emulator.records(kind)
+        want = {i: {f: v for f, v in vals.items() if v is not None} for i, vals in expected.items() if i in have}
+        assert {i: v for i, v in have.items() if v} == {i: v for i, v in want.items() if v}
+
+
+def test_partition_range_backfill_resyncs_exactly_those_days_and_leaves_the_cursor(duckdb_world: World, defs_for):
+    world = duckdb_world
+    defs = defs_for(world)
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(["pendo", "visitors_daily"])],
+            tags={
+                "dagster/asset_partition_range_start": "2026-10-03",
+                "dagster/asset_partition_range_end": "2026-10-05",
+            },
+        )
+        assert result.success
+        mats = result.get_asset_materialization_events()
+        assert sorted(e.partition for e in mats) == ["2026-10-03", "2026-10-04", "2026-10-05"]
+    in_range = world.sql(
+        "SELECT visitor_id FROM visitors WHERE updated_at >= '2026-10-03' AND updated_at < '2026-10-06'"
+    )
+    assert sorted(world.emulator.received_ids) == sorted(r[0] for r in in_range if r[0] != _bad_nps(world))
+    assert world.store.current_cursor("visitors") is None  # a backfill never moves the live cursor
+
+
+def _bad_nps(world: World) -> str:
+    return world.sql("SELECT visitor_id FROM visitors WHERE nps = 'n/a'")[0][0]
+
+
+def test_revert_job_from_run_config(duckdb_world: World, defs_for):
+    world = duckdb_world
+    first = world.run("accounts")
+    world.sql("UPDATE accounts SET seats = 7 WHERE seats IS NOT NULL")
+    world.run("accounts")
+    defs = defs_for(world)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("revert_sync_state").execute_in_process(
+            instance=instance,
+            run_config={"ops": {"revert_state": {"config": {"sync": "accounts", "to_version": first.version}}}},
+        )
+        assert result.success
+    reverted = world.store.versions_of("accounts")[-1]
+    assert (reverted.mode, reverted.status) == ("revert", "complete")
+    assert reverted.note.startswith(f"reverted to version {first.version}; ")
+    assert world.store.current_cursor("accounts") == first.cursor
+    world.emulator.reset_stats()
+    world.run("accounts")
+    # Everything changed after version 1 (seats set to 7) goes again, missing ids included; nothing else.
+    changed = [r[0] for r in world.sql("SELECT account_id FROM accounts WHERE seats IS NOT NULL")]
+    assert sorted(world.emulator.received_ids) == sorted(changed)
+
+
+@pytest.mark.postgres
+def test_failed_run_on_postgres_storage_alerts_slack_without_the_key(
+    pg_world: World, pg_url: str, defs_for, slack_server
+):
+    world = pg_world
+    world.key = "wrong-key-do-not-leak"
+    defs = defs_for(
+        world, PENDO_SYNC_SLACK_WEBHOOK_URL=slack_server.url, PENDO_SYNC_UI_URL="http://dagster.local:3000"
+    )
+    storage = {"storage": {"postgres": {"postgres_url": pg_url}}}
+    with dg.instance_for_test(overrides=storage) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        result = defs.resolve_job_def("sync_accounts").execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
+        sensor = defs.get_sensor_def("pendo_sync_run_failure")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="pendo_sync_run_failure",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
+            resources={"alerts": defs.resources["alerts"]},
+        )
+        sensor(context)
+    (message,) = slack_server.messages
+    assert message["text"].startswith("*pendo_sync: run of sync_accounts failed*")
+    assert "Pendo refused the integration key (HTTP 401)" in message["text"]
+    assert f"http://dagster.local:3000/runs/{result.run_id}" in message["text"]
+    assert "wrong-key-do-not-leak" not in message["text"]
+    # The preflight read of Pendo's field schema refused the key: the run stopped before writing any state.
+    assert "on reading the account field schema" in message["text"]
+    world.store.ensure_schema()
+    assert world.store.versions_of("accounts") == []
+
+
+def test_single_partition_of_a_day_without_rows_sends_nothing(duckdb_world: World, defs_for):
+    world = duckdb_world
+    defs = defs_for(world)
+    day = (dt.date(2026, 10, 1) + dt.timedelta(days=40)).isoformat()
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["pendo", "accounts_daily"])], partition_key=day
+        )
+    assert result.success
+    assert materializations(result)["pendo/accounts_daily"]["rows_read"] == 0
+    assert world.emulator.stats()["write_calls"] == 0
