@@ -44,8 +44,12 @@ def build_checks(spec: SyncSpec) -> list[dg.AssetChecksDefinition]:
     def mapped_columns_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         columns = source_columns(warehouse.engine(), spec) or {}
         problems = column_type_problems(spec, columns)
+        gone = [m.column for m in spec.fields if m.column not in columns]
         return dg.AssetCheckResult(
             passed=not problems,
+            # A column whose type does not fit still syncs the values that coerce (the rest are rejected
+            # with reasons): a warning. A mapped column that is gone stops the sync: an error.
+            severity=dg.AssetCheckSeverity.ERROR if gone else dg.AssetCheckSeverity.WARN,
             description="\n".join(problems) or "every mapped column is present and fits",
             metadata={"problems": len(problems)},
         )

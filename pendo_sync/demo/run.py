@@ -119,7 +119,9 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
         defs = build_definitions(config)
         with dg.DagsterInstance.get() as instance:
             result = defs.resolve_job_def("sync_all").execute_in_process(
-                instance=instance, raise_on_error=False
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             )
         snapshot.write_text(json.dumps(emulator.snapshot()))
         stats = emulator.stats()

@@ -35,6 +35,8 @@ class Slice:
         if self.mode == "full":
             return "all rows"
         if self.mode == "incremental":
+            if self.lower is None:
+                return f"replication key up to {self.upper} (first run)"
             return f"replication key in ({self.lower}, {self.upper}]"
         return f"replication key in [{self.lower}, {self.upper})"
 
