@@ -77,7 +77,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             column_types=columns,
         )
         print(
-            f"{spec.name}: OK; a {mode} run would send {plan.counts['rows_read']:,} records "
+            f"{spec.name}: OK; {'an' if mode == 'incremental' else 'a'} {mode} run would send {plan.counts['rows_read']:,} records "
             f"({plan.slice}) to Pendo {spec.kind} {spec.group} fields "
             f"{', '.join(m.field for m in spec.fields)}"
         )

@@ -1,0 +1,136 @@
+"""`pendo-sync` commands against a real warehouse and the emulator: discover, check, run, state."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pendo_sync.cli import main
+from pendo_sync.config import DEMO_CONFIG
+from pendo_sync_tests.world import ACCOUNTS, World
+
+
+@pytest.fixture
+def cli(duckdb_world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("PENDO_BASE_URL", duckdb_world.server.base_url)
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", "emulator-key")
+    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--warehouse-url", duckdb_world.url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_discover_prints_a_singer_catalog(cli):
+    code, out, _ = cli("discover")
+    assert code == 0
+    streams = {s["tap_stream_id"].rpartition("-")[2]: s for s in json.loads(out)["streams"]}
+    accounts = streams["accounts"]
+    assert accounts["schema"]["properties"]["seats"]["type"] == ["null", "integer"]
+    root = next(m for m in accounts["metadata"] if m["breadcrumb"] == [])
+    assert root["metadata"]["table-key-properties"] == ["account_id"]
+    assert "updated_at" in root["metadata"]["valid-replication-keys"]
+
+
+def test_check_prints_a_plan_or_every_problem(cli, duckdb_world: World, tmp_path: Path):
+    newest = duckdb_world.sql("SELECT max(updated_at) FROM accounts")[0][0]
+    code, out, err = cli("check")
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"accounts: OK; an incremental run would send {ACCOUNTS:,} records (replication key up to "
+        f"{newest} (first run)) to Pendo account custom fields plan, seats, annual_revenue, "
+        "health_score, is_paying, renewal_date"
+    )
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["syncs"]["accounts"]["fields"]["segment"] = {"type": "string"}
+    raw["syncs"]["accounts"]["fields"]["seats"] = {"type": "string"}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    code, out, err = cli("--config", str(broken), "check", "accounts")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: sync 'accounts': column 'segment' is not in accounts; fix the key under 'fields' (columns are: "
+        "account_id, arr, created_at, health_score, is_paying, name, plan, renewal_date, seats, updated_at)"
+    ]
+    duckdb_world.sql("ALTER TABLE accounts ADD COLUMN segment VARCHAR")
+    code, out, err = cli("--config", str(broken), "check", "accounts")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: sync 'accounts', column 'seats': Pendo field 'seats' has type 'integer' but the mapping says "
+        "'string'; set type: integer in the config or change the field in Pendo",
+        "error: sync 'accounts', column 'segment': Pendo account custom field 'segment' does not exist; create "
+        "it in Pendo (Settings > Data Mappings) or map the column to an existing field",
+    ]
+    assert duckdb_world.emulator.stats()["write_calls"] == 0  # check never writes
+
+
+def test_run_and_state_commands(cli, duckdb_world: World):
+    code, out, _ = cli("run", "accounts", "--mode", "full")
+    assert code == 0
+    first = json.loads(out.splitlines()[-1])
+    assert (first["status"], first["version"], first["counts"]["rows_read"]) == ("complete", 1, ACCOUNTS)
+    duckdb_world.sql("UPDATE accounts SET plan = 'pro' WHERE plan <> 'pro'")
+    code, out, _ = cli("run", "accounts", "--mode", "full")
+    assert json.loads(out.splitlines()[-1])["version"] == 2
+
+    code, out, _ = cli("state", "list", "accounts")
+    lines = out.splitlines()
+    assert len(lines) == 2 and " full        complete " in lines[0]
+    code, out, _ = cli("state", "show", "accounts", "1")
+    shown = json.loads(out)
+    assert shown["version"] == 1 and shown["outstanding_rejects"] == ACCOUNTS // 50
+
+    changed_after_1 = duckdb_world.store.revert_plan("accounts", 1)
+    assert changed_after_1 > 0
+    code, out, _ = cli("state", "revert", "accounts", "--to", "1")
+    assert code == 1 and out.splitlines()[-1] == "Nothing changed. Pass --yes to revert without asking."
+    code, out, _ = cli("state", "revert", "accounts", "--to", "1", "--yes")
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"Reverting accounts to version 1 forgets {changed_after_1:,} confirmed rows; the next run resends "
+        "them (and anything changed since)."
+    )
+    code, _, err = cli("state", "show", "accounts", "9")
+    assert (code, err.strip()) == (2, "pendo-sync: sync 'accounts' has no state version 9")
+
+
+def test_import_singer_state_starts_from_the_bookmark(cli, duckdb_world: World, tmp_path: Path):
+    state_file = tmp_path / "state.json"
+    state_file.write_text(
+        json.dumps(
+            {
+                "currently_syncing": None,
+                "bookmarks": {
+                    "analytics.public.visitors": {
+                        "replication_key": "updated_at",
+                        "replication_key_value": "2026-10-29T00:00:00.000Z",
+                        "version": 1516304171710,
+                    }
+                },
+            }
+        )
+    )
+    code, out, err = cli("state", "import-singer", "visitors", str(state_file))
+    assert code == 0, err
+    assert out.startswith("Imported: state version 1;")
+    duckdb_world.emulator.reset_stats()
+    code, out, _ = cli("run", "visitors")
+    after = duckdb_world.sql("SELECT count(*) FROM visitors WHERE updated_at > '2026-10-28 23:00:00'")[0][0]
+    sent = json.loads(out.splitlines()[-1])["counts"]["sent"]
+    assert 0 < sent <= after  # only the look-back window past the bookmark, not the table
+
+
+def test_bad_config_is_refused_with_the_place_and_the_fix(cli, tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("syncs:\n  accounts:\n    kind: acount\n    table: accounts\n    id_column: account_id\n")
+    code, _, err = cli("--config", str(bad), "check")
+    assert code == 2
+    assert err.splitlines() == [
+        f"pendo-sync: 2 problem(s) in {bad}:",
+        "  - sync 'accounts': kind 'acount' is not one of visitor, account; set kind: visitor or kind: account",
+        "  - sync 'accounts': 'fields' must map each source column to {field: <pendo field>, type: <type>}",
+    ]
