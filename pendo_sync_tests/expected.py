@@ -36,7 +36,9 @@ def expected_fields(engine: Engine, spec: SyncSpec) -> dict[str, dict[str, Any]]
     with engine.connect() as conn:
         for row in conn.execute(sa.text(f"SELECT {columns} FROM {spec.table}")):
             try:
-                out[str(row[0])] = {m.field: _expected(v, m.type) for m, v in zip(spec.fields, row[1:], strict=True)}
+                out[str(row[0])] = {
+                    m.field: _expected(v, m.type) for m, v in zip(spec.fields, row[1:], strict=True)
+                }
             except ValueError:
                 continue  # a value the type refuses: the row is rejected, not expected in Pendo
     return out

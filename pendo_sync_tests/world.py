@@ -24,7 +24,11 @@ from pendo_sync.warehouse.engines import make_engine
 ACCOUNTS, VISITORS = 200, 1000
 # Fast, test-sized delivery: small batches so a run makes several calls, short backoff.
 TEST_DELIVERY = DeliverySettings(
-    concurrency=4, batch_records=50, max_batch_records=200, backoff_base_seconds=0.01, backoff_max_seconds=0.05
+    concurrency=4,
+    batch_records=50,
+    max_batch_records=200,
+    backoff_base_seconds=0.01,
+    backoff_max_seconds=0.05,
 )
 
 
@@ -49,7 +53,9 @@ class World:
         self, name: str | SyncSpec, delivery: DeliverySettings | None = None, **options: Any
     ) -> SyncOutcome:
         spec = self.spec(name) if isinstance(name, str) else name
-        return run_sync(spec, self.engine, self.store, self.client, delivery or self.delivery, RunOptions(**options))
+        return run_sync(
+            spec, self.engine, self.store, self.client, delivery or self.delivery, RunOptions(**options)
+        )
 
     def sql(self, statement: str, **params: Any) -> list[Any]:
         with self.engine.begin() as conn:

@@ -11,6 +11,7 @@ answer lost after the write was applied, a slow call), in process or over `/_emu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -103,6 +105,10 @@ def _type_error(pendo_type: str, element_type: str, value: Any) -> str | None:
     return f"value {json.dumps(value)} is not {wanted}"
 
 
+def _sort_value(name: str, row: dict[str, Any]) -> str:
+    return str(row.get(name))
+
+
 _CLAUSE = re.compile(
     r"""^\s*(?:len\((?P<len_key>\w+)\)\s*(?P<len_op>==|>=|<=|>|<)\s*(?P<len>\d+)"""
     r"""|(?P<key>\w+)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>"(?:[^"\\]|\\.)*"))\s*$"""
@@ -134,9 +140,7 @@ class Emulator:
         self.reset_stats()
 
     # -- set-up ---------------------------------------------------------------------------------
-    def add_field(
-        self, kind: str, group: str, name: str, pendo_type: str, element_type: str = ""
-    ) -> None:
+    def add_field(self, kind: str, group: str, name: str, pendo_type: str, element_type: str = "") -> None:
         with self._lock:
             self._fields[kind][group][name] = {
                 "Type": pendo_type,
@@ -341,7 +345,13 @@ class Emulator:
         failed = len(missing) + len(errors)
         return _Answer(
             200,
-            {"total": updated + failed, "updated": updated, "failed": failed, "missing": missing, "errors": errors},
+            {
+                "total": updated + failed,
+                "updated": updated,
+                "failed": failed,
+                "missing": missing,
+                "errors": errors,
+            },
         )
 
     def _take_fault(self) -> Fault | None:
@@ -363,7 +373,9 @@ class Emulator:
         with self._lock:
             if s.max_calls_per_s > 0:
                 now = time.monotonic()
-                self._bucket_level = max(0.0, self._bucket_level - (now - self._bucket_at) * s.max_calls_per_s)
+                self._bucket_level = max(
+                    0.0, self._bucket_level - (now - self._bucket_at) * s.max_calls_per_s
+                )
                 self._bucket_at = now
                 if self._bucket_level + 1 > s.max_calls_per_s:
                     return self._throttled_locked(s.retry_after_s)
@@ -438,8 +450,7 @@ class Emulator:
                 rows = [{out: r.get(src) for out, src in arg.items()} for r in rows]
             elif op == "sort":
                 for key in reversed(arg):
-                    desc = key.startswith("-")
-                    rows.sort(key=lambda r, k=key.lstrip("-"): str(r.get(k)), reverse=desc)
+                    rows.sort(key=partial(_sort_value, key.lstrip("-")), reverse=key.startswith("-"))
             elif op == "limit":
                 rows = rows[: int(arg)]
             else:
@@ -493,10 +504,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = self.server.emulator.handle(self.command, self.path, headers, body)
         except _Drop:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         payload = json.dumps(answer.body).encode()
         self.send_response(answer.status, HTTPStatus(answer.status).phrase if answer.status < 600 else "")
@@ -527,13 +536,13 @@ class EmulatorServer:
 
     def __init__(self, emulator: Emulator | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.emulator = emulator or Emulator()
+        self._host = host
         self._server = _Server((host, port), self.emulator)
         self._thread = threading.Thread(target=self._server.serve_forever, name="pendo-emulator", daemon=True)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._server.server_port}"
 
     def start(self) -> EmulatorServer:
         self._thread.start()
@@ -563,4 +572,3 @@ def serve(host: str, port: int, seed: str | None, settings: EmulatorSettings) ->
         pass
     finally:
         server.server_close()
-

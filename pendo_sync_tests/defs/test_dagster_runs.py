@@ -57,11 +57,15 @@ def test_sync_all_materializes_both_syncs_into_pendo(world: World, defs_for):
     for name, kind in (("accounts", "account"), ("visitors", "visitor")):
         expected = expected_fields(world.engine, world.spec(name))
         have = world.emulator.records(kind)
-        want = {i: {f: v for f, v in vals.items() if v is not None} for i, vals in expected.items() if i in have}
+        want = {
+            i: {f: v for f, v in vals.items() if v is not None} for i, vals in expected.items() if i in have
+        }
         assert {i: v for i, v in have.items() if v} == {i: v for i, v in want.items() if v}
 
 
-def test_partition_range_backfill_resyncs_exactly_those_days_and_leaves_the_cursor(duckdb_world: World, defs_for):
+def test_partition_range_backfill_resyncs_exactly_those_days_and_leaves_the_cursor(
+    duckdb_world: World, defs_for
+):
     world = duckdb_world
     defs = defs_for(world)
     job = defs.resolve_implicit_global_asset_job_def()
@@ -97,7 +101,9 @@ def test_revert_job_from_run_config(duckdb_world: World, defs_for):
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("revert_sync_state").execute_in_process(
             instance=instance,
-            run_config={"ops": {"revert_state": {"config": {"sync": "accounts", "to_version": first.version}}}},
+            run_config={
+                "ops": {"revert_state": {"config": {"sync": "accounts", "to_version": first.version}}}
+            },
         )
         assert result.success
     reverted = world.store.versions_of("accounts")[-1]
@@ -123,7 +129,9 @@ def test_failed_run_on_postgres_storage_alerts_slack_without_the_key(
     storage = {"storage": {"postgres": {"postgres_url": pg_url}}}
     with dg.instance_for_test(overrides=storage) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        result = defs.resolve_job_def("sync_accounts").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("sync_accounts").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
         assert not result.success
         assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
         sensor = defs.get_sensor_def("pendo_sync_run_failure")

@@ -19,7 +19,9 @@ def defs(duckdb_world: World, slack_server, monkeypatch: pytest.MonkeyPatch) -> 
     return build_definitions(duckdb_world.config)
 
 
-def tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+def tick(
+    defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None
+) -> dg.SensorResult:
     sensor = defs.get_sensor_def(name)
     resources = {k: defs.resources[k] for k in sensor.required_resource_keys}
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
@@ -81,7 +83,9 @@ def test_new_rows_sensor_requests_the_days_that_got_rows(duckdb_world: World, de
             "('new-1', 'viewer', '2026-11-02 08:00:00'), ('new-2', 'viewer', '2026-11-03 09:00:00')"
         )
         third = tick(defs, "pendo_sync_new_rows", instance, second.cursor)
-        assert sorted((r.partition_key, r.asset_selection[0].to_user_string()) for r in third.run_requests) == [
+        assert sorted(
+            (r.partition_key, r.asset_selection[0].to_user_string()) for r in third.run_requests
+        ) == [
             ("2026-11-02", "pendo/visitors_daily"),
             ("2026-11-03", "pendo/visitors_daily"),
         ]

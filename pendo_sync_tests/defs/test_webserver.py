@@ -48,7 +48,9 @@ def test_ui_shows_every_sync_asset_job_schedule_and_sensor(tmp_path: Path):
         while time.monotonic() < deadline:
             assert server.poll() is None, server.communicate()[1][-2000:]
             try:
-                answer = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=10).json()
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=10
+                ).json()
                 if answer["data"]["repositoriesOrError"].get("nodes"):
                     break
             except (httpx.HTTPError, KeyError, TypeError, ValueError):
@@ -56,7 +58,12 @@ def test_ui_shows_every_sync_asset_job_schedule_and_sensor(tmp_path: Path):
             time.sleep(1)
         assert answer is not None
         (repo,) = answer["data"]["repositoriesOrError"]["nodes"]
-        assert {j["name"] for j in repo["jobs"]} >= {"sync_all", "sync_accounts", "sync_visitors", "revert_sync_state"}
+        assert {j["name"] for j in repo["jobs"]} >= {
+            "sync_all",
+            "sync_accounts",
+            "sync_visitors",
+            "revert_sync_state",
+        }
         assert {s["name"] for s in repo["schedules"]} == {
             "accounts_incremental",
             "accounts_nightly_full",

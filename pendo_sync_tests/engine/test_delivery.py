@@ -10,8 +10,8 @@ import pytest
 
 from pendo_sync.engine.delivery import FatalDeliveryError
 from pendo_sync.pendo.emulator import Fault
-from pendo_sync_tests.world import ACCOUNTS, World
 from pendo_sync_tests.expected import expected_fields
+from pendo_sync_tests.world import ACCOUNTS, World
 
 PRESENT = ACCOUNTS - ACCOUNTS // 50
 
@@ -40,7 +40,9 @@ def test_rate_limit_bucket_throttles_concurrency_and_every_record_lands(duckdb_w
     world = duckdb_world
     world.emulator.settings.max_calls_per_s = 5
     world.emulator.settings.retry_after_s = 0.2
-    outcome = world.run("accounts", delivery=dataclasses.replace(world.delivery, batch_records=10, max_batch_records=10))
+    outcome = world.run(
+        "accounts", delivery=dataclasses.replace(world.delivery, batch_records=10, max_batch_records=10)
+    )
     assert world.emulator.stats()["statuses"].get(429, 0) > 0
     assert outcome.counts["updated"] == PRESENT
     assert_pendo_equals_source(world)
@@ -84,9 +86,9 @@ def test_persistent_failure_rejects_the_batch_with_its_reason_and_the_next_run_d
     assert len(errors) == 50
     assert errors[0]["reason"] == "gave up after 6 attempts: HTTP 500: injected fault: HTTP 500"
     assert first.counts["rejected"] == 50
-    assert world.store.ledger_count("accounts") == PRESENT - (50 - sum(
-        1 for r in errors if world.emulator.values_of("account", r["record_id"]) is None
-    ))
+    assert world.store.ledger_count("accounts") == PRESENT - (
+        50 - sum(1 for r in errors if world.emulator.values_of("account", r["record_id"]) is None)
+    )
     world.run("accounts")
     assert_pendo_equals_source(world)
 

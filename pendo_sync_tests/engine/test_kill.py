@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from pendo_sync.config import DEMO_CONFIG
-from pendo_sync_tests.world import World
 from pendo_sync_tests.expected import expected_fields
+from pendo_sync_tests.world import World
 
 BATCH, CONCURRENCY = 20, 4
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pendo_sync_tests.world import ACCOUNTS, VISITORS, World
 from pendo_sync_tests.expected import expected_fields
+from pendo_sync_tests.world import ACCOUNTS, VISITORS, World
 
 
 def present(world: World, kind: str, expected: dict[str, dict]) -> dict[str, dict]:
     """What Pendo should hold: expected values of the ids the emulator has, without cleared fields."""
     have = world.emulator.records(kind)
-    return {i: {f: v for f, v in values.items() if v is not None} for i, values in expected.items() if i in have}
+    return {
+        i: {f: v for f, v in values.items() if v is not None} for i, values in expected.items() if i in have
+    }
 
 
 def test_full_run_puts_every_mapped_value_into_pendo(world: World):
@@ -65,7 +67,12 @@ def test_full_run_sends_exactly_the_changed_added_and_deleted_rows(world: World)
     ids = [r[0] for r in world.sql("SELECT account_id FROM accounts ORDER BY account_id")]
     kept = [i for i in ids if world.emulator.values_of("account", i) is not None]
     changed, deleted = kept[:3], kept[3:5]
-    world.sql("UPDATE accounts SET seats = 9999 WHERE account_id IN (:a, :b, :c)", a=changed[0], b=changed[1], c=changed[2])
+    world.sql(
+        "UPDATE accounts SET seats = 9999 WHERE account_id IN (:a, :b, :c)",
+        a=changed[0],
+        b=changed[1],
+        c=changed[2],
+    )
     world.sql("DELETE FROM accounts WHERE account_id IN (:a, :b)", a=deleted[0], b=deleted[1])
     world.sql(
         "INSERT INTO accounts (account_id, plan, seats, is_paying, updated_at) VALUES "
@@ -106,7 +113,10 @@ def test_incremental_run_reads_past_the_cursor_and_a_backfill_leaves_it(world: W
 
     world.emulator.reset_stats()
     backfill = world.run(
-        "visitors", mode="backfill", window=(dt.datetime(2026, 10, 1), dt.datetime(2026, 10, 2)), full_refresh=True
+        "visitors",
+        mode="backfill",
+        window=(dt.datetime(2026, 10, 1), dt.datetime(2026, 10, 2)),
+        full_refresh=True,
     )
     day_rows = world.sql(
         "SELECT count(*) FROM visitors WHERE updated_at >= '2026-10-01' AND updated_at < '2026-10-02'"
@@ -128,7 +138,10 @@ def test_revert_makes_the_next_run_resend_what_changed_after_that_version(world:
     kept = [i for i in ids if world.emulator.values_of("account", i) is not None][:4]
     world.sql(
         "UPDATE accounts SET plan = 'enterprise', seats = 1 WHERE account_id IN (:a, :b, :c, :d)",
-        a=kept[0], b=kept[1], c=kept[2], d=kept[3],
+        a=kept[0],
+        b=kept[1],
+        c=kept[2],
+        d=kept[3],
     )
     world.run("accounts")
     assert world.store.revert_plan("accounts", first.version) == 4

@@ -108,7 +108,10 @@ def test_rate_limit_answers_429_with_retry_after(emulator):
 
 
 def test_faults_on_demand_over_http(http, emulator):
-    assert http.post("/_emulator/faults", json=[{"kind": "status", "status": 503, "after": 1}]).status_code == 200
+    assert (
+        http.post("/_emulator/faults", json=[{"kind": "status", "status": 503, "after": 1}]).status_code
+        == 200
+    )
     one = write(http, [{"visitorId": "v-1", "values": {"seats": 1}}])
     two = write(http, [{"visitorId": "v-1", "values": {"seats": 2}}])
     three = write(http, [{"visitorId": "v-1", "values": {"seats": 3}}])

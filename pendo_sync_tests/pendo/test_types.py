@@ -48,7 +48,11 @@ def test_coerces(pendo_type: str, value: object, expected: object) -> None:
         ("float", float("nan"), "nan is not a finite number"),
         ("float", False, "False is a boolean, not a number"),
         ("boolean", "maybe", "'maybe' is not a boolean (use true/false)"),
-        ("time", "last tuesday", "'last tuesday' is not a date-time (use a timestamp, a date or ISO 8601 text)"),
+        (
+            "time",
+            "last tuesday",
+            "'last tuesday' is not a date-time (use a timestamp, a date or ISO 8601 text)",
+        ),
     ],
 )
 def test_refuses_with_reason(pendo_type: str, value: object, reason: str) -> None:

@@ -19,9 +19,14 @@ def store(warehouse_url: str) -> StateStore:
 
 def test_batches_reach_ledger_and_rejects_together(store: StateStore) -> None:
     v1 = store.begin_version("accounts", "run-1", "full", None)
-    store.record_batch("accounts", v1, "run-1", confirmed=[("a", "h1"), ("b", "h2")],
-                       rejects=[Reject("c", "h3", "missing", "account id not found in Pendo")],
-                       counts={"sent": 3, "missing": 1})
+    store.record_batch(
+        "accounts",
+        v1,
+        "run-1",
+        confirmed=[("a", "h1"), ("b", "h2")],
+        rejects=[Reject("c", "h3", "missing", "account id not found in Pendo")],
+        counts={"sent": 3, "missing": 1},
+    )
     assert store.ledger_rows("accounts") == {"a": "h1", "b": "h2"}
     assert [(r["record_id"], r["kind"], r["reason"], r["run_id"]) for r in store.rejects_of("accounts")] == [
         ("c", "missing", "account id not found in Pendo", "run-1")
