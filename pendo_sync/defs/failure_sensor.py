@@ -56,7 +56,11 @@ def build_run_failure_sensor() -> dg.RunStatusSensorDefinition:
         description="Sends an alert (Slack and/or SNS, secrets redacted) for each failed run of this code "
         "location, with the job, the sync, the failure and the first step errors, and a link to the run.",
     )
-    def pendo_sync_run_failure(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    def pendo_sync_run_failure(
+        context: dg.RunFailureSensorContext, alerts: AlertsResource
+    ) -> dg.SkipReason | None:
+        if not alerts.enabled():
+            return dg.SkipReason(f"alerting is off: {alerts.describe()}")
         run = context.dagster_run
         problems = alerts.send(
             Alert(
@@ -69,6 +73,7 @@ def build_run_failure_sensor() -> dg.RunStatusSensorDefinition:
         )
         for problem in problems:
             context.log.warning(f"failure alert not delivered: {problem}")
+        return None
 
     # The decorator is typed as returning a SensorDefinition; at run time it is a RunStatusSensorDefinition.
     return cast(dg.RunStatusSensorDefinition, pendo_sync_run_failure)

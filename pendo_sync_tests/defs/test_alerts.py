@@ -335,3 +335,21 @@ def test_alerts_from_env_with_nothing_set(monkeypatch: pytest.MonkeyPatch) -> No
     assert "PENDO_SYNC_SLACK_WEBHOOK_URL" in alerts.describe()
     assert alerts.run_link("r1") == ""
     assert alerts.send(Alert(title="t", text="x")) == []
+
+
+def test_run_failure_sensor_skips_with_the_reason_when_no_destination_is_set() -> None:
+    sensor = build_run_failure_sensor()
+    with dg.instance_for_test() as instance:
+        result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+        context = dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
+            resources={"alerts": AlertsResource()},
+        )
+        skipped = sensor(context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert skipped.skip_message == (
+        "alerting is off: no destinations (set PENDO_SYNC_SLACK_WEBHOOK_URL or PENDO_SYNC_SNS_TOPIC_ARN)"
+    )
