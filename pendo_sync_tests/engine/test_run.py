@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
+from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.engines import make_engine
 from pendo_sync_tests.expected import expected_fields
 from pendo_sync_tests.world import ACCOUNTS, VISITORS, World
 
@@ -149,3 +153,27 @@ def test_revert_makes_the_next_run_resend_what_changed_after_that_version(world:
     world.emulator.reset_stats()
     world.run("accounts")
     assert sorted(world.emulator.received_ids) == sorted(kept)
+
+
+@pytest.mark.postgres
+def test_read_only_warehouse_with_a_separate_state_database(duckdb_world: World, pg_url: str):
+    """The ledger in PostgreSQL, the source in DuckDB: the diff streams, with the same end state."""
+    world = duckdb_world
+    world.store = StateStore(make_engine(pg_url), "pendo_sync")
+    first = world.run("accounts")
+    assert first.counts["updated"] == ACCOUNTS - ACCOUNTS // 50
+    assert world.store.ledger_count("accounts") == first.counts["updated"]
+    assert world.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'pendo_sync'") == [
+        (0,)
+    ]  # nothing written to the warehouse
+    kept = [i for i, v in world.emulator.records("account").items() if v][:3]
+    world.sql("UPDATE accounts SET plan = 'changed' WHERE account_id IN (:a, :b)", a=kept[0], b=kept[1])
+    world.sql("DELETE FROM accounts WHERE account_id = :c", c=kept[2])
+    world.emulator.reset_stats()
+    world.run("accounts")
+    assert sorted(world.emulator.received_ids) == sorted(kept)
+    assert world.emulator.values_of("account", kept[0])["plan"] == "changed"
+    assert world.emulator.values_of("account", kept[2]) == {}
+    world.emulator.reset_stats()
+    world.run("accounts")
+    assert world.emulator.received_ids == []
