@@ -1,5 +1,6 @@
 """The Dagster UI loads the code location from workspace.yaml and shows the assets, checks, jobs,
-schedules and sensors (asked through the webserver's own GraphQL API, as the UI does)."""
+schedules and sensors (asked through the webserver's own GraphQL API, as the UI does); the `dagster`
+CLI materializes a sync."""
 
 import os
 import socket
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from pendo_sync_tests.world import ACCOUNTS, World
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = """{
@@ -87,3 +90,29 @@ def test_ui_shows_every_sync_asset_job_schedule_and_sensor(tmp_path: Path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_runs_a_sync(duckdb_world: World, tmp_path: Path):
+    world = duckdb_world
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(tmp_path),
+        PENDO_SYNC_WAREHOUSE_URL=world.url,
+        PENDO_BASE_URL=world.server.base_url,
+        PENDO_INTEGRATION_KEY=world.key,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pendo_sync.definitions"]
+        + ["--select", "pendo/accounts"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RUN_SUCCESS" in done.stderr
+    assert "UserWarning" not in done.stderr and "BetaWarning" not in done.stderr
+    assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
