@@ -105,8 +105,13 @@ def outcome_metadata(outcome: SyncOutcome) -> dict[str, Any]:
         "deleted",
         "calls",
         "retries",
+        "throttled",
+        "splits",
+        "lowest_concurrency",
     ):
         meta[name] = dg.MetadataValue.int(int(c.get(name, 0)))
+    if "not_in_pendo" in c:
+        meta["not_in_pendo"] = dg.MetadataValue.int(int(c["not_in_pendo"]))
     if outcome.reject_sample:
         meta["rejected_sample"] = dg.MetadataValue.table(
             records=[dg.TableRecord(r) for r in outcome.reject_sample],

@@ -60,10 +60,16 @@ class ChangeSet:
             stmt = stmt.where(predicate)
         return stmt.subquery("h")
 
-    def changed_query(self) -> sa.Select[Any]:
-        """The SQL-join diff: hashed slice rows whose hash the ledger lacks, less ids recently reported missing."""
+    def changed_query(self, existing_only: bool = True) -> sa.Select[Any]:
+        """The SQL-join diff: hashed slice rows whose hash the ledger lacks, less ids recently reported missing
+        (and, for existing_ids_only syncs, less ids not in the stored list of ids Pendo has)."""
         hashed = self._hashed_source()
         stmt = sa.select(hashed)
+        if self.spec.existing_ids_only and existing_only:
+            known = self.state.pendo_ids
+            stmt = stmt.where(
+                sa.exists().where(known.c.sync_name == self.spec.name, known.c.record_id == hashed.c[ID_COL])
+            )
         if self.full_refresh:
             return stmt
         ledger, rejects = self.state.ledger, self.state.rejects
@@ -81,29 +87,38 @@ class ChangeSet:
             stmt = stmt.where(~recently_missing)
         return stmt
 
-    def count_changed(self) -> int:
-        """Size of the change set (for progress and ETA); streams in separate-state mode, so costs a pass."""
-        if self.ledger_in_warehouse or self.full_refresh:
-            counted = sa.select(sa.func.count()).select_from(self.changed_query().subquery())
+    def count_changed(self, existing_only: bool = True) -> int:
+        """Size of the change set (for progress and ETA); -1 in separate-state mode (it would cost a pass)."""
+        if self.ledger_in_warehouse:
+            counted = sa.select(sa.func.count()).select_from(self.changed_query(existing_only).subquery())
             with self.warehouse.connect() as conn:
                 return int(conn.execute(counted).scalar() or 0)
         return -1  # unknown without a full pass; progress shows no ETA
 
+    def count_not_in_pendo(self) -> int:
+        """Changed rows the existence filter skips (ids absent from Pendo's list); -1 when unknown."""
+        if not self.spec.existing_ids_only or not self.ledger_in_warehouse:
+            return -1 if self.spec.existing_ids_only else 0
+        return self.count_changed(existing_only=False) - self.count_changed()
+
     def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
-        if self.ledger_in_warehouse or self.full_refresh:
+        if self.ledger_in_warehouse:
             for part in stream_rows(self.warehouse, self.changed_query(), chunk_rows):
                 yield [_changed_row(r) for r in part]
             return
         for part in stream_rows(self.warehouse, sa.select(self._hashed_source()), chunk_rows):
             rows = [_changed_row(r) for r in part]
             ids = [r[0] for r in rows if r[0] is not None]
-            confirmed = self.state.ledger_hashes(self.spec.name, ids)
-            skip = (
-                self.state.recent_missing(self.spec.name, ids, self.missing_since)
-                if self.missing_since is not None
-                else set()
-            )
+            confirmed: dict[str, str] = {}
+            skip: set[tuple[str, str]] = set()
+            if not self.full_refresh:
+                confirmed = self.state.ledger_hashes(self.spec.name, ids)
+                if self.missing_since is not None:
+                    skip = self.state.recent_missing(self.spec.name, ids, self.missing_since)
             changed = [r for r in rows if confirmed.get(r[0]) != r[1] and (r[0], r[1]) not in skip]
+            if changed and self.spec.existing_ids_only:
+                known = self.state.pendo_ids_among(self.spec.name, [r[0] for r in changed])
+                changed = [r for r in changed if r[0] in known]
             if changed:
                 yield changed
 

@@ -173,6 +173,12 @@ def run_sync(
         )
     state.acquire_lock(spec.name, options.run_id)
     state.abandon_running(spec.name)
+    if spec.existing_ids_only:
+        try:
+            asyncio.run(_fetch_pendo_ids(spec, state, client_factory))
+        except BaseException:
+            state.release_lock(spec.name, options.run_id)
+            raise
     version = state.begin_version(spec.name, options.run_id, options.mode, previous)
     runner = _Runner(spec, changes, state, version, options, settings, with_deletes=window.mode == "full")
     try:
@@ -202,6 +208,20 @@ def run_sync(
         runner.reject_sample,
         note,
     )
+
+
+async def _fetch_pendo_ids(
+    spec: SyncSpec, state: StateStore, client_factory: Callable[[], PendoClient]
+) -> int:
+    """existing_ids_only: store the ids Pendo has (aggregation API, optional id length), page by page."""
+    state.clear_pendo_ids(spec.name)
+    fetched = 0
+    async with client_factory() as client:
+        async for page in client.existing_ids(spec.kind, spec.existing_id_length):
+            await asyncio.to_thread(state.add_pendo_ids, spec.name, page)
+            fetched += len(page)
+    log.info("sync %s: Pendo has %d %s ids (existing_ids_only)", spec.name, fetched, spec.kind)
+    return fetched
 
 
 class _Runner:
@@ -279,6 +299,9 @@ class _Runner:
     # -- event loop -------------------------------------------------------------------------------
     async def run(self, client_factory: Callable[[], PendoClient]) -> None:
         total = self.changes.count_changed()
+        if self.spec.existing_ids_only:
+            # Rows the existence filter keeps back: accounted for, never sent (invariant 4).
+            self.counts["not_in_pendo"] = self.changes.count_not_in_pendo()
         async with client_factory() as client:
             self.delivery = Delivery(
                 client,
@@ -332,6 +355,8 @@ class _Runner:
                 self._writer.shutdown(wait=True)
                 stats = self.delivery.stats
                 self.counts["calls"], self.counts["retries"] = stats.calls, stats.retries
+                self.counts["throttled"], self.counts["splits"] = stats.throttled, stats.splits
+                self.counts["lowest_concurrency"] = int(stats.min_limit)
             self._emit_progress(total)
 
     def _budget_spent(self) -> bool:

@@ -152,6 +152,14 @@ class StateStore:
             sa.Column("holder", sa.String(256), nullable=False, default=""),  # host:pid
             sa.Column("acquired_at", sa.DateTime, nullable=False),  # refreshed by every batch
         )
+        # The ids Pendo has, fetched through the aggregation API for syncs with existing_ids_only: kept
+        # here (not in memory) so the change set can join against it at any size.
+        self.pendo_ids = sa.Table(
+            "pendo_ids",
+            md,
+            sa.Column("sync_name", sa.String(128), nullable=False),
+            sa.Column("record_id", sa.String(512), nullable=False),
+        )
         self.metadata = md
         self._ready = False
 
@@ -420,6 +428,32 @@ class StateStore:
             result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
             for part in result.partitions(chunk_rows):
                 yield [r.record_id for r in part]
+
+    def clear_pendo_ids(self, sync_name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(self.pendo_ids).where(self.pendo_ids.c.sync_name == sync_name))
+
+    def add_pendo_ids(self, sync_name: str, record_ids: Sequence[str]) -> None:
+        """Append one page of the ids Pendo reported (clear_pendo_ids first)."""
+        if record_ids:
+            with self.engine.begin() as conn:
+                self._insert(
+                    conn, self.pendo_ids, [{"sync_name": sync_name, "record_id": i} for i in record_ids]
+                )
+
+    def pendo_ids_among(self, sync_name: str, record_ids: Sequence[str]) -> set[str]:
+        """Which of these ids are in the stored list of ids Pendo has."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(record_ids), 1000):
+                found.update(
+                    conn.execute(
+                        sa.select(self.pendo_ids.c.record_id).where(
+                            self.pendo_ids.c.sync_name == sync_name, self.pendo_ids.c.record_id.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        return found
 
     def ledger_count(self, sync_name: str) -> int:
         with self.engine.connect() as conn:

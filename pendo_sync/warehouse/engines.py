@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
@@ -41,17 +44,148 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str | None = None) -> Engine:
-    """An engine for the warehouse URL (or the embedded DuckDB default), ready for chunked reads."""
+def make_engine(url: str | None = None, password: str | None = None) -> Engine:
+    """An engine for the warehouse URL (or the embedded DuckDB default), ready for chunked reads.
+    `password` (from a secret store) replaces the URL's own, so the URL can stay free of it."""
     parsed = normalize_url(url or default_warehouse_url())
+    if password:
+        parsed = parsed.set(password=password)
     backend = parsed.get_backend_name()
     if backend == "duckdb":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         return sa.create_engine(parsed, poolclass=sa.pool.NullPool)
-    connect_args: dict[str, object] = {"application_name": "pendo_sync"}
-    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    settings = connection_settings(parsed)
+    engine = sa.create_engine(settings.url, pool_pre_ping=True, connect_args=settings.connect_args)
+    settings.attach(engine)
+    return engine
+
+
+# A runaway statement (a diff on a cluster short of memory, a lock wait) ends after an hour instead of
+# holding a WLM slot until the run's own limit; raise it with ?statement_timeout=<ms> for huge first loads.
+DEFAULT_STATEMENT_TIMEOUT_MS = 3_600_000
+APPLICATION_NAME = "pendo_sync"  # shows in pg_stat_activity and Redshift's connection log
+_QUERY_GROUP = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# pendo_sync's own URL query keys: read here and removed, since the driver would refuse them.
+_OWN_KEYS = ("statement_timeout", "query_group", "iam", "cluster_identifier", "region")
+
+
+@dataclass
+class ConnectionSettings:
+    """How pendo_sync connects to PostgreSQL or Redshift: the URL the driver gets, its extra arguments, the
+    statements run on each new session, and where temporary IAM credentials come from (Redshift)."""
+
+    url: URL
+    connect_args: dict[str, Any]
+    session_sql: list[str]
+    iam: RedshiftIam | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Hook the session statements (and the IAM credentials) into every new connection of the engine."""
+        if self.session_sql:
+
+            @sa.event.listens_for(engine, "connect")
+            def _set_session(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                try:
+                    for statement in self.session_sql:
+                        cursor.execute(statement)
+                finally:
+                    cursor.close()
+                dbapi_connection.commit()  # SET inside the driver's implicit transaction must outlive it
+
+        if self.iam is not None:
+            iam = self.iam
+
+            @sa.event.listens_for(engine, "do_connect")
+            def _iam_login(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+                cparams["user"], cparams["password"] = iam.credentials()
+
+
+@dataclass(frozen=True)
+class RedshiftIam:
+    """Temporary Redshift credentials from the IAM role (redshift:GetClusterCredentials), fetched for each
+    new connection: no database password to store or rotate."""
+
+    cluster_identifier: str
+    db_user: str
+    db_name: str
+    region: str = ""
+    duration_seconds: int = 3600
+
+    def credentials(self) -> tuple[str, str]:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = boto3.client("redshift", region_name=self.region or None).get_cluster_credentials(
+                DbUser=self.db_user,
+                DbName=self.db_name,
+                ClusterIdentifier=self.cluster_identifier,
+                DurationSeconds=self.duration_seconds,
+                AutoCreate=False,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
+            raise WarehouseUrlError(
+                f"cannot get temporary Redshift credentials for user {self.db_user!r} on cluster "
+                f"{self.cluster_identifier!r} ({code}); allow the task role redshift:GetClusterCredentials on "
+                f"dbuser:{self.cluster_identifier}/{self.db_user} and dbname:{self.cluster_identifier}/{self.db_name}, "
+                "or drop ?iam=true and give the password instead"
+            ) from None
+        return str(answer["DbUser"]), str(answer["DbPassword"])
+
+
+def connection_settings(url: URL) -> ConnectionSettings:
+    """Settings for a PostgreSQL or Redshift URL. On Redshift: TLS verified against Amazon's CA (the dialect's
+    default, `sslmode=verify-full`; a URL's own ?sslmode= wins), a query group, optional IAM login.
+    Everywhere: application_name and a statement timeout (URL ?statement_timeout=<ms>, 0 turns it off)."""
+    query = dict(url.query)
+    own = {key: str(query.pop(key)) for key in _OWN_KEYS if key in query}
+    backend = url.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if "application_name" not in query:
+        connect_args["application_name"] = APPLICATION_NAME
+    timeout = own.get("statement_timeout", str(DEFAULT_STATEMENT_TIMEOUT_MS))
+    if not timeout.isdigit():
+        raise WarehouseUrlError(
+            f"statement_timeout={timeout!r} in the warehouse URL is not a whole number of milliseconds; "
+            "use e.g. ?statement_timeout=3600000 (0 turns the timeout off)"
+        )
+    session_sql = [f"SET statement_timeout TO {int(timeout)}"]
+    iam = None
+    if backend == "redshift":
+        group = own.get("query_group", APPLICATION_NAME)
+        if not _QUERY_GROUP.fullmatch(group):
+            raise WarehouseUrlError(
+                f"query_group={group!r} in the warehouse URL: use up to 64 letters, digits and _ . : -"
+            )
+        session_sql.append(f"SET query_group TO '{group}'")
+        if own.get("iam", "").lower() in ("true", "1", "yes"):
+            iam = _redshift_iam(url, own)
+    elif set(own) - {"statement_timeout"}:
+        raise WarehouseUrlError(
+            f"{', '.join(sorted(set(own) - {'statement_timeout'}))} in the warehouse URL only apply to Redshift "
+            "(redshift+psycopg2://); remove them"
+        )
+    return ConnectionSettings(url.set(query=query), connect_args, session_sql, iam)
+
+
+def _redshift_iam(url: URL, own: dict[str, str]) -> RedshiftIam:
+    # A provisioned cluster's endpoint is <cluster>.<id>.<region>.redshift.amazonaws.com.
+    labels = (url.host or "").split(".")
+    on_aws = (url.host or "").endswith(".redshift.amazonaws.com") and len(labels) >= 6
+    cluster = own.get("cluster_identifier") or (labels[0] if on_aws else "")
+    if not cluster or not url.username or not url.database:
+        raise WarehouseUrlError(
+            "iam=true needs the database user and name in the URL and the cluster: "
+            "redshift+psycopg2://<db user>@<cluster endpoint>:5439/<database>?iam=true"
+            "[&cluster_identifier=<cluster>&region=<region>] (Redshift Serverless: use a password secret)"
+        )
+    return RedshiftIam(
+        cluster, url.username, url.database, own.get("region") or (labels[2] if on_aws else "")
+    )
 
 
 def backend_of(engine: Engine) -> str:

@@ -31,7 +31,9 @@ def test_429_waits_for_retry_after_and_loses_nothing(duckdb_world: World):
     world.emulator.inject_faults([Fault("429", count=3)])
     outcome = world.run("accounts")
     assert world.emulator.stats()["statuses"][429] == 3
-    assert outcome.counts["retries"] >= 3
+    assert outcome.counts["throttled"] == 3
+    assert outcome.duration_seconds >= 0.2  # waited Retry-After
+    assert outcome.counts["lowest_concurrency"] < world.delivery.concurrency
     assert outcome.counts["updated"] == PRESENT
     assert_pendo_equals_source(world)
 

@@ -177,3 +177,19 @@ def test_read_only_warehouse_with_a_separate_state_database(duckdb_world: World,
     world.emulator.reset_stats()
     world.run("accounts")
     assert world.emulator.received_ids == []
+
+
+def test_existing_ids_only_sends_only_ids_pendo_has(world: World):
+    """The old pipeline's filter: list Pendo's ids (aggregation API, by id length) and skip the rest."""
+    world.sql(
+        "INSERT INTO accounts (account_id, plan, updated_at) VALUES ('short-id', 'pro', :t)",
+        t=dt.datetime(2026, 10, 5),
+    )
+    world.emulator.add_ids("account", ["short-id"])  # in Pendo, but not UUID-shaped: filtered out
+    spec = world.spec("accounts", existing_ids_only=True, existing_id_length=36)
+    outcome = world.run(spec)
+    have = {i for i in world.emulator.records("account") if len(i) == 36}
+    assert sorted(world.emulator.received_ids) == sorted(have)
+    assert outcome.counts.get("missing", 0) == 0
+    assert outcome.counts["not_in_pendo"] == ACCOUNTS // 50 + 1
+    assert world.store.pendo_ids_among("accounts", ["short-id", *sorted(have)[:2]]) == set(sorted(have)[:2])
