@@ -41,6 +41,8 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
         jobs.append(job)
         schedules += sync_schedules(spec, job)
         checks += build_checks(spec)
+    # "Source schema unchanged": each Pendo materialization carries the synced columns and their types.
+    checks += dg.build_column_schema_change_checks(assets=[a.key for a in assets])
     sensors = [build_drift_sensor(config), build_run_failure_sensor()]
     new_rows = build_new_rows_sensor(config)
     if new_rows:

@@ -177,7 +177,23 @@ def execute_sync(
         metadata={"reject_share": outcome.reject_share},
         severity=dg.AssetCheckSeverity.WARN,
     )
-    return dg.MaterializeResult(metadata=outcome_metadata(outcome), check_results=[check])
+    metadata = outcome_metadata(outcome)
+    metadata["dagster/column_schema"] = synced_schema(spec, columns or {})
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def synced_schema(spec: SyncSpec, columns: dict[str, str]) -> dg.TableSchema:
+    """The Pendo asset seen as a table: the id and each field, typed with where it comes from, so the
+    column-schema change check sees a source column change type or a mapping change its Pendo type."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(spec.id_key, f"id <- {spec.id_column} {columns.get(spec.id_column, '')}".strip()),
+            *[
+                dg.TableColumn(m.field, f"{m.type} <- {m.column} {columns.get(m.column, '')}".strip())
+                for m in spec.fields
+            ],
+        ]
+    )
 
 
 async def _field_schema(pendo: PendoResource, kind: str) -> dict[str, Any]:

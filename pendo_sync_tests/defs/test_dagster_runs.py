@@ -165,3 +165,21 @@ def test_single_partition_of_a_day_without_rows_sends_nothing(duckdb_world: Worl
     assert result.success
     assert materializations(result)["pendo/accounts_daily"]["rows_read"] == 0
     assert world.emulator.stats()["write_calls"] == 0
+
+
+def test_column_schema_change_check_sees_a_source_column_change_type(duckdb_world: World, defs_for):
+    world = duckdb_world
+    defs = defs_for(world)
+    job = defs.resolve_job_def("sync_accounts")
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(instance=instance).success
+        world.sql("ALTER TABLE accounts ALTER COLUMN seats TYPE BIGINT")
+        second = job.execute_in_process(instance=instance)
+    evaluations = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in second.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    changed = evaluations["column_schema_change"]
+    assert not changed.passed
+    assert "seats" in changed.description and "BIGINT".lower() in changed.description.lower()
