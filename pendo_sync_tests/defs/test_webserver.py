@@ -3,6 +3,7 @@ schedules and sensors (asked through the webserver's own GraphQL API, as the UI 
 CLI materializes a sync."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,3 +117,130 @@ def test_dagster_asset_materialize_runs_a_sync(duckdb_world: World, tmp_path: Pa
     assert "RUN_SUCCESS" in done.stderr
     assert "UserWarning" not in done.stderr and "BetaWarning" not in done.stderr
     assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
+
+
+LAUNCH_RUN = """mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status runs { runId } } }
+}"""
+
+
+class Dagster:
+    """`dagster dev` (webserver and daemon) on a free port, spoken to through GraphQL as the UI does."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def gql(self, query: str, **variables: object) -> dict:
+        answer = httpx.post(self.url, json={"query": query, "variables": variables}, timeout=30).json()
+        assert "errors" not in answer, answer
+        return answer["data"]
+
+    def wait(self, query: str, pick, done: set[str], timeout: float = 240, **variables: object) -> str:
+        deadline = time.monotonic() + timeout
+        status = ""
+        while time.monotonic() < deadline:
+            status = pick(self.gql(query, **variables))
+            if status in done:
+                return status
+            time.sleep(1)
+        raise AssertionError(f"still {status} after {timeout}s")
+
+
+@pytest.mark.slow
+def test_dagster_dev_launches_a_run_and_a_partition_backfill(duckdb_world: World, tmp_path: Path):
+    world = duckdb_world
+    port = free_port()
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(tmp_path),
+        PENDO_SYNC_WAREHOUSE_URL=world.url,
+        PENDO_BASE_URL=world.server.base_url,
+        PENDO_INTEGRATION_KEY=world.key,
+    )
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        dagster = Dagster(f"http://127.0.0.1:{port}/graphql")
+        _answers(dagster)
+        dagster.wait(
+            "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }",
+            lambda d: "up" if d["repositoriesOrError"].get("nodes") else "",
+            {"up"},
+            timeout=120,
+        )
+        selector = {"repositoryLocationName": "pendo_sync", "repositoryName": "__repository__"}
+        launched = dagster.gql(LAUNCH_RUN, params={"selector": {**selector, "jobName": "sync_accounts"}})
+        assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["launchRun"]["run"]["runId"]
+        status = dagster.wait(
+            RUN_STATUS, lambda d: d["runOrError"]["status"], {"SUCCESS", "FAILURE", "CANCELED"}, id=run_id
+        )
+        assert status == "SUCCESS"
+        assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
+
+        world.emulator.reset_stats()
+        backfill = dagster.gql(
+            LAUNCH_BACKFILL,
+            params={
+                "partitionNames": ["2026-10-03", "2026-10-04", "2026-10-05"],
+                "assetSelection": [{"path": ["pendo", "visitors_daily"]}],
+            },
+        )
+        assert backfill["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", backfill
+        backfill_id = backfill["launchPartitionBackfill"]["backfillId"]
+        status = dagster.wait(
+            BACKFILL_STATUS,
+            lambda d: d["partitionBackfillOrError"]["status"],
+            {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"},
+            id=backfill_id,
+        )
+        assert status in ("COMPLETED", "COMPLETED_SUCCESS")
+        runs = dagster.gql(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]["runs"]
+        assert len(runs) == 1  # BackfillPolicy.single_run: one run for the range
+        in_range = world.sql(
+            "SELECT visitor_id FROM visitors WHERE updated_at >= '2026-10-03' AND updated_at < '2026-10-06' "
+            "AND (nps IS NULL OR nps <> 'n/a')"
+        )
+        assert sorted(world.emulator.received_ids) == sorted(r[0] for r in in_range)
+        assert world.store.current_cursor("visitors") is None
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        try:
+            dev.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+
+
+def _answers(dagster: Dagster) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            dagster.gql("{ version }")
+            return
+        except (httpx.HTTPError, ValueError):
+            time.sleep(1)
+    raise AssertionError("dagster dev did not answer within 120 s")
