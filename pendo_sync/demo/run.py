@@ -157,12 +157,16 @@ def run_dev(port: int = 8765) -> int:
     if snapshot.exists():
         emulator.restore(json.loads(snapshot.read_text()))
     engine.dispose()
-    _prepare_dagster_home(home)
+    dagster_home = _prepare_dagster_home(home)
     workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
+    # Run from DAGSTER_HOME, where the instance's dagster.yaml is (Dagster warns about one elsewhere).
+    env = dict(os.environ, PENDO_SYNC_HOME=str(home), DAGSTER_HOME=str(dagster_home))
     with EmulatorServer(emulator, port=port) as server:
         print(f"Pendo emulator at {server.base_url}; starting the Dagster UI on http://127.0.0.1:3000")
         try:
-            return subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", str(workspace)])
+            return subprocess.call(
+                [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)], cwd=dagster_home, env=env
+            )
         except KeyboardInterrupt:
             return 0
         finally:

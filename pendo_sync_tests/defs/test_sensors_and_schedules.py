@@ -24,8 +24,8 @@ def tick(
 ) -> dg.SensorResult:
     sensor = defs.get_sensor_def(name)
     resources = {k: defs.resources[k] for k in sensor.required_resource_keys}
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    result = sensor(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
