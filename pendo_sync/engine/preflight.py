@@ -23,7 +23,32 @@ def source_columns(engine: Engine, spec: SyncSpec) -> dict[str, str] | None:
     assert spec.query is not None
     probe = sa.select(sa.text("*")).select_from(sa.text(f"({spec.query}) AS probe")).limit(0)
     with engine.connect() as conn:
-        return dict.fromkeys(conn.execute(probe).keys(), "")
+        result = conn.execute(probe)
+        description = result.cursor.description if result.cursor is not None else None
+        return {str(d[0]): _type_name(d[1]) for d in description or ()}
+
+
+# PostgreSQL/Redshift type OIDs that psycopg2 reports for a query's columns (DuckDB reports type names).
+_PG_TYPE_OIDS = {
+    16: "boolean",
+    20: "bigint",
+    21: "smallint",
+    23: "integer",
+    25: "text",
+    700: "real",
+    701: "double precision",
+    1043: "character varying",
+    1082: "date",
+    1114: "timestamp without time zone",
+    1184: "timestamp with time zone",
+    1700: "numeric",
+}
+
+
+def _type_name(type_code: Any) -> str:
+    if isinstance(type_code, int):
+        return _PG_TYPE_OIDS.get(type_code, "")
+    return str(type_code).lower()
 
 
 def warehouse_problems(spec: SyncSpec, columns: dict[str, str] | None) -> list[str]:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from pendo_sync.config import DeliverySettings, SyncSpec
 from pendo_sync.engine.changeset import ChangeSet
 from pendo_sync.engine.delivery import Batch, BatchResult, Delivery
+from pendo_sync.engine.preflight import source_columns
 from pendo_sync.engine.records import Batcher, RecordEncoder
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.pendo.types import CoercionError
@@ -146,6 +147,10 @@ def run_sync(
 ) -> SyncOutcome:
     """Run one sync; returns its outcome, raises on a fatal error after recording the failed version."""
     options = options or RunOptions()
+    if column_types is None:
+        # The row hash spells booleans out (Redshift cannot cast them to text), so it needs the types;
+        # every caller hashing the same way also keeps the ledger valid between the CLI and Dagster.
+        column_types = source_columns(warehouse, spec) or {}
     state.ensure_schema()
     started = time.monotonic()
     window, previous, target = plan_slice(spec, warehouse, state, options)

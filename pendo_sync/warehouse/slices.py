@@ -73,7 +73,8 @@ def id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
 def _as_text(column: sa.ColumnElement[Any], db_type: str | None) -> sa.ColumnElement[Any]:
     # Redshift cannot CAST a boolean to VARCHAR; spell it out where we know the column is boolean.
     if db_type and db_type.lower() in ("boolean", "bool"):
-        return sa.case((column.is_(sa.true()), "t"), (column.is_(sa.false()), "f"))
+        # Plain `CASE WHEN col` (not `col IS TRUE`, which Redshift refuses in a SELECT list).
+        return sa.case((column, "t"), (sa.not_(column), "f"))
     return sa.cast(column, TEXT)
 
 
