@@ -10,6 +10,7 @@ import dagster as dg
 from pendo_sync.config import ProjectConfig, load_config
 from pendo_sync.defs.alerts import alerts_from_env
 from pendo_sync.defs.assets import build_daily_asset, build_pendo_asset, build_source_asset, pendo_key
+from pendo_sync.defs.aws import archive_from_env
 from pendo_sync.defs.checks import build_checks
 from pendo_sync.defs.failure_sensor import build_run_failure_sensor
 from pendo_sync.defs.jobs import revert_sync_state
@@ -55,6 +56,7 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
     resources: dict[str, Any] = build_resources(config.state_schema)
     resources["source_slices"] = SourceSliceIOManager(warehouse=resources["warehouse"])
     resources["alerts"] = alerts_from_env()
+    resources["archive"] = archive_from_env()
     return dg.Definitions(
         assets=[*sources.values(), *assets],
         asset_checks=checks,

@@ -10,6 +10,7 @@ import dagster as dg
 
 from pendo_sync.config import DeliverySettings, SyncSpec
 from pendo_sync.defs.alerts import Alert, AlertsResource
+from pendo_sync.defs.aws import RunArchiveResource
 from pendo_sync.defs.resources import PendoResource, StateResource, WarehouseResource
 from pendo_sync.defs.slices_io import SourceSlice
 from pendo_sync.engine.preflight import pendo_problems, source_columns, warehouse_problems
@@ -133,6 +134,7 @@ def execute_sync(
     state: StateResource,
     alerts: AlertsResource,
     options: RunOptions,
+    archive: RunArchiveResource,
 ) -> dg.MaterializeResult:
     """Preflight (nothing is sent on a bad config), run the engine, and report its outcome."""
     engine = warehouse.engine()
@@ -179,6 +181,7 @@ def execute_sync(
     )
     metadata = outcome_metadata(outcome)
     metadata["dagster/column_schema"] = synced_schema(spec, columns or {})
+    metadata.update(archive.write_run(context, spec.name, outcome, state.store(warehouse)))
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
@@ -232,10 +235,11 @@ def build_pendo_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
         pendo: PendoResource,
         state: StateResource,
         alerts: AlertsResource,
+        archive: RunArchiveResource,
     ) -> dg.MaterializeResult:
         mode = config.mode if config.mode != "auto" else ("incremental" if spec.replication_key else "full")
         options = RunOptions(mode=mode, full_refresh=config.full_refresh, run_id=context.run_id)
-        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options)
+        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options, archive)
 
     return live_sync
 
@@ -265,11 +269,12 @@ def build_daily_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
         pendo: PendoResource,
         state: StateResource,
         alerts: AlertsResource,
+        archive: RunArchiveResource,
     ) -> dg.MaterializeResult:
         window = (source.window.lower, source.window.upper)
         options = RunOptions(
             mode="backfill", window=window, full_refresh=config.full_refresh, run_id=context.run_id
         )
-        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options)
+        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options, archive)
 
     return daily_sync

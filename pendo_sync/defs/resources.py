@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
+from pendo_sync.defs.aws import read_secret
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.engines import default_warehouse_url, make_engine
@@ -19,14 +20,26 @@ EMULATOR_KEY = "emulator-key"
 
 
 class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The warehouse the syncs read: an SQLAlchemy URL (redshift+psycopg2://, postgresql://, duckdb:///)."""
+    """The warehouse the syncs read: an SQLAlchemy URL (redshift+psycopg2://, postgresql://, duckdb:///), its
+    password optionally from AWS Secrets Manager (password_secret_id), read when the resource is set up."""
 
     url: str
+    password_secret_id: str = ""
     _engine: Engine | None = PrivateAttr(default=None)
+    _password: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.password_secret_id:
+            self._password = read_secret(
+                self.password_secret_id,
+                "the warehouse password",
+                "PENDO_SYNC_WAREHOUSE_PASSWORD_SECRET_ID",
+                "password",
+            )
 
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url)
+            self._engine = make_engine(self.url, password=self._password)
         return self._engine
 
 
@@ -36,24 +49,51 @@ class StateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     schema_name: str = "pendo_sync"
     state_url: str = ""
+    password_secret_id: str = ""  # the state database's password (AWS Secrets Manager), when state_url is set
     _store: StateStore | None = PrivateAttr(default=None)
+    _password: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.state_url and self.password_secret_id:
+            self._password = read_secret(
+                self.password_secret_id,
+                "the state database password",
+                "PENDO_SYNC_STATE_PASSWORD_SECRET_ID",
+                "password",
+            )
 
     def store(self, warehouse: WarehouseResource) -> StateStore:
         if self._store is None:
-            engine = make_engine(self.state_url) if self.state_url else warehouse.engine()
+            if self.state_url:
+                engine = make_engine(self.state_url, password=self._password)
+            else:
+                engine = warehouse.engine()
             self._store = StateStore(engine, self.schema_name)
         return self._store
 
 
 class PendoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Pendo's Integration API: base URL (a region name or URL) and the integration key."""
+    """Pendo's Integration API: base URL (a region name or URL) and the integration key, or the AWS Secrets
+    Manager secret that holds it (integration_key_secret_id wins; read when the resource is set up)."""
 
     base_url: str
     integration_key: str
+    integration_key_secret_id: str = ""
     timeout_seconds: float = 300.0
+    _key: str = PrivateAttr(default="")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.integration_key_secret_id:
+            self._key = read_secret(
+                self.integration_key_secret_id,
+                "the Pendo integration key",
+                "PENDO_INTEGRATION_KEY_SECRET_ID",
+                "integration_key",
+            )
 
     def client(self, max_connections: int = 64) -> PendoClient:
-        return PendoClient(self.base_url, self.integration_key, self.timeout_seconds, max_connections)
+        key = self._key or self.integration_key
+        return PendoClient(self.base_url, key, self.timeout_seconds, max_connections)
 
     @cached_property
     def host(self) -> str:
@@ -66,15 +106,21 @@ def _env_or(name: str, default: str) -> str | dg.EnvVar:
 
 
 def build_resources(state_schema: str = "pendo_sync") -> dict[str, dg.ConfigurableResource]:  # type: ignore[type-arg]
-    """Resources for this deployment: environment variables where set, the local defaults otherwise."""
+    """Resources for this deployment: environment variables where set, the local defaults otherwise.
+    A *_SECRET_ID variable names an AWS Secrets Manager secret read at run start instead (docs/DEPLOY.md)."""
     return {
-        "warehouse": WarehouseResource(url=_env_or("PENDO_SYNC_WAREHOUSE_URL", default_warehouse_url())),
+        "warehouse": WarehouseResource(
+            url=_env_or("PENDO_SYNC_WAREHOUSE_URL", default_warehouse_url()),
+            password_secret_id=_env_or("PENDO_SYNC_WAREHOUSE_PASSWORD_SECRET_ID", ""),
+        ),
         "pendo": PendoResource(
             base_url=_env_or("PENDO_BASE_URL", EMULATOR_URL),
             integration_key=_env_or("PENDO_INTEGRATION_KEY", EMULATOR_KEY),
+            integration_key_secret_id=_env_or("PENDO_INTEGRATION_KEY_SECRET_ID", ""),
         ),
         "state": StateResource(
             schema_name=_env_or("PENDO_SYNC_STATE_SCHEMA", state_schema),
             state_url=_env_or("PENDO_SYNC_STATE_URL", ""),
+            password_secret_id=_env_or("PENDO_SYNC_STATE_PASSWORD_SECRET_ID", ""),
         ),
     }
