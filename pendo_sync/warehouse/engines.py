@@ -115,7 +115,7 @@ class RedshiftIam:
     duration_seconds: int = 3600
 
     def credentials(self) -> tuple[str, str]:
-        import boto3
+        import boto3  # here, not at the top: only IAM login needs it, and the CLI starts faster without
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
