@@ -41,11 +41,24 @@ class Alert:
     link: str = ""
 
 
+# Secrets that did not come from an environment variable (AWS Secrets Manager): redacted all the same.
+_REGISTERED_SECRETS: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Have `redact` hide this value from now on (secrets read from anywhere but PENDO_INTEGRATION_KEY)."""
+    if value:
+        _REGISTERED_SECRETS.add(value)
+
+
 def redact(text: str) -> str:
-    """The text without secrets: the Pendo integration key, URL passwords, Slack webhook paths and tokens."""
-    key = os.environ.get("PENDO_INTEGRATION_KEY", "")
-    if key:
-        text = text.replace(key, "***")
+    """The text without secrets: the Pendo integration key (from the environment or registered), URL
+    passwords, Slack webhook paths and tokens."""
+    for secret in sorted(
+        {os.environ.get("PENDO_INTEGRATION_KEY", ""), *_REGISTERED_SECRETS}, key=len, reverse=True
+    ):
+        if secret:
+            text = text.replace(secret, "***")
     text = _URL_PASSWORD.sub(r"\g<prefix>***@", text)
     text = _SLACK_WEBHOOK.sub(r"\g<prefix>***", text)
     return _SLACK_TOKEN.sub(r"\g<prefix>***", text)

@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from pendo_sync.defs.alerts import register_secret
 from pendo_sync.engine.run import SyncOutcome
 from pendo_sync.state.store import COUNTERS, StateStore
 
@@ -102,7 +103,9 @@ def read_secret(secret_id: str, what: str, env_name: str, json_key: str) -> str:
                     f"{where}: it holds JSON without a text {json_key!r} key. Put the value under "
                     f"{json_key!r}, or store it as plain text"
                 )
+            register_secret(value)
             return value
+    register_secret(text)
     return text
 
 

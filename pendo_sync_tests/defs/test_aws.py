@@ -635,3 +635,11 @@ def test_the_workspace_reaches_the_images_code_server(production_env: dict[str, 
         os.killpg(server.pid, signal.SIGKILL)  # the code server and the process it serves from
         server.wait(timeout=30)
         log.close()
+
+
+def test_a_secret_read_from_secrets_manager_is_redacted_from_alerts(aws: MotoAws, monkeypatch):
+    from pendo_sync.defs.alerts import redact
+
+    monkeypatch.delenv("PENDO_INTEGRATION_KEY", raising=False)
+    value = read_secret(aws.secret("sm-only-key-4711"), "the Pendo integration key", "X_SECRET_ID", "key")
+    assert redact(f"Pendo said no to {value}") == "Pendo said no to ***"
