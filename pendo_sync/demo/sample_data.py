@@ -104,30 +104,34 @@ def create_sample_tables(
 
 
 def write_rows(engine: Engine, table: str, rows: Iterator[dict[str, Any]], chunk: int = 50_000) -> int:
-    """Bulk-append rows: DuckDB reads a DataFrame natively, PostgreSQL takes COPY."""
+    """Bulk-append rows, chunk by chunk."""
     written = 0
     while True:
         part = [row for _, row in zip(range(chunk), rows, strict=False)]
         if not part:
             return written
-        frame = pd.DataFrame(part).convert_dtypes()
-        raw: Any = engine.raw_connection()
-        try:
-            if backend_of(engine) == "duckdb":
-                duck = raw.driver_connection
-                duck.register("incoming", frame)
-                duck.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT * FROM incoming")
-                duck.unregister("incoming")
-            else:
-                buffer = io.StringIO()
-                frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="\\N")
-                buffer.seek(0)
-                with raw.cursor() as cursor:
-                    cursor.copy_expert(
-                        f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
-                        buffer,
-                    )
-            raw.commit()
-        finally:
-            raw.close()
+        write_frame(engine, table, pd.DataFrame(part).convert_dtypes())
         written += len(part)
+
+
+def write_frame(engine: Engine, table: str, frame: pd.DataFrame) -> None:
+    """Bulk-append a DataFrame: DuckDB reads it natively, PostgreSQL takes COPY."""
+    raw: Any = engine.raw_connection()
+    try:
+        if backend_of(engine) == "duckdb":
+            duck = raw.driver_connection
+            duck.register("incoming", frame)
+            duck.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT * FROM incoming")
+            duck.unregister("incoming")
+        else:
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="\\N")
+            buffer.seek(0)
+            with raw.cursor() as cursor:
+                cursor.copy_expert(
+                    f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+                    buffer,
+                )
+        raw.commit()
+    finally:
+        raw.close()

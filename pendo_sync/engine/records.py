@@ -11,6 +11,9 @@ from pendo_sync.engine.delivery import Batch, Record
 from pendo_sync.pendo.types import CoercionError, cleared_values, coercer_for
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+# A value whose class is exactly its field's Pendo type is already what coercion would return (a bool is
+# not an int here): the hot path passes it through instead of calling the coercer.
+_ALREADY_PENDO: dict[str, type] = {"string": str, "integer": int, "boolean": bool}
 
 
 class RecordEncoder:
@@ -19,7 +22,10 @@ class RecordEncoder:
     def __init__(self, spec: SyncSpec) -> None:
         self.spec = spec
         self.id_key = spec.id_key
-        self._fields = [(m.column, m.field, coercer_for(m.type, m.element_type)) for m in spec.fields]
+        self._fields = [
+            (m.column, m.field, coercer_for(m.type, m.element_type), _ALREADY_PENDO.get(m.type))
+            for m in spec.fields
+        ]
 
     def encode(self, record_id: str | None, row_hash: str, values: tuple[Any, ...]) -> Record:
         """The record for a row, or CoercionError naming the column, the field and the value."""
@@ -27,7 +33,10 @@ class RecordEncoder:
             raise CoercionError(f"id column {self.spec.id_column!r} is empty")
         payload: dict[str, Any] = {}
         coerce: Callable[[Any], Any]
-        for (column, field, coerce), value in zip(self._fields, values, strict=True):
+        for (column, field, coerce, already), value in zip(self._fields, values, strict=True):
+            if value.__class__ is already:
+                payload[field] = value
+                continue
             try:
                 payload[field] = coerce(value)
             except CoercionError as exc:

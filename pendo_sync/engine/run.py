@@ -250,7 +250,10 @@ class _Runner:
         self.stopped_early = False
         self.delivery: Delivery | None = None
         self._stop = threading.Event()
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(2, settings.concurrency * 2))
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(
+            # Enough read-ahead to keep the pool fed; more would only hold records in memory.
+            maxsize=max(2, min(8, settings.concurrency))
+        )
         self._started = time.monotonic()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pendo-sync-state")
 

@@ -77,17 +77,27 @@ class _Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# Exact classes a JSON value of each type decodes to (json.loads gives bool, int, float, str, list).
+_FITS: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "float": (int, float),
+    "time": (int,),
+}
+_WANTED = {"time": "epoch milliseconds (integer)", "integer": "an integer", "float": "a number"}
+
+
 def _type_error(pendo_type: str, element_type: str, value: Any) -> str | None:
     """Why a value does not fit a field type, or None when it fits (None always fits: it clears)."""
     if value is None or pendo_type == "":
         return None
-    ok = {
-        "string": lambda v: isinstance(v, str),
-        "boolean": lambda v: isinstance(v, bool),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "time": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    }
+    fits = _FITS.get(pendo_type)
+    if fits is not None:
+        # Class, not isinstance: a JSON true is a bool, which must not pass as an integer.
+        if value.__class__ in fits:
+            return None
+        return f"value {json.dumps(value)} is not {_WANTED.get(pendo_type, f'a {pendo_type}')}"
     if pendo_type == "list":
         if not isinstance(value, list):
             return f"{json.dumps(value)} is not a list"
@@ -95,14 +105,7 @@ def _type_error(pendo_type: str, element_type: str, value: Any) -> str | None:
             problem = _type_error(element_type or "", "", item)
             if problem:
                 return f"list element {problem}"
-        return None
-    check = ok.get(pendo_type)
-    if check is None or check(value):
-        return None
-    wanted = {"time": "epoch milliseconds (integer)", "integer": "an integer", "float": "a number"}.get(
-        pendo_type, f"a {pendo_type}"
-    )
-    return f"value {json.dumps(value)} is not {wanted}"
+    return None
 
 
 def _sort_value(name: str, row: dict[str, Any]) -> str:
@@ -310,27 +313,29 @@ class Emulator:
             time.sleep(work)
         missing: list[str] = []
         errors: list[dict[str, str]] = []
+        valid: list[tuple[str, dict[str, Any]]] = []
+        types = {name: (f["Type"], f["ElementType"]) for name, f in fields.items()}
+        for item in items:  # type checks outside the lock: other calls proceed meanwhile
+            rid, values = item[id_key], item["values"]
+            for name, value in values.items():
+                problem = _type_error(*types[name], value)
+                if problem:
+                    errors.append({"id": rid, "field": name, "error": problem})
+                    break
+            else:
+                valid.append((rid, values))
         updated = 0
         with self._lock:
+            self.received_ids.extend(item[id_key] for item in items)
             records = self._records[kind]
-            for item in items:
-                rid = item[id_key]
-                self.received_ids.append(rid)
-                problem = None
-                for name, value in item["values"].items():
-                    problem = _type_error(fields[name]["Type"], fields[name]["ElementType"], value)
-                    if problem:
-                        errors.append({"id": rid, "field": name, "error": problem})
-                        break
-                if problem:
-                    continue
+            for rid, values in valid:
                 if rid not in records:
                     if not create:
                         missing.append(rid)
                         continue
                     records[rid] = {"custom": {}, "agent": {}}
                 target = records[rid][group]
-                for name, value in item["values"].items():
+                for name, value in values.items():
                     if value is None:
                         target.pop(name, None)
                     else:

@@ -14,6 +14,9 @@ from sqlalchemy.engine import URL, Engine, make_url
 DEFAULT_HOME = Path(os.environ.get("PENDO_SYNC_HOME", ".pendo_sync"))
 
 
+DUCKDB_MEMORY_LIMIT = "256MB"
+
+
 def default_warehouse_url() -> str:
     """The embedded default: a DuckDB file under PENDO_SYNC_HOME, so a new user needs no server."""
     return f"duckdb:///{(DEFAULT_HOME / 'warehouse.duckdb').resolve()}"
@@ -55,7 +58,11 @@ def make_engine(url: str | None = None, password: str | None = None) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(parsed, poolclass=sa.pool.NullPool)
+        # DuckDB caches every block it scans, up to 80% of RAM by default: a sync's memory would grow with
+        # the table (invariant 3). Cap it; joins past the cap spill to disk. ?memory_limit= overrides.
+        config = {"memory_limit": parsed.query.get("memory_limit", DUCKDB_MEMORY_LIMIT)}
+        parsed = parsed.difference_update_query(["memory_limit"])
+        return sa.create_engine(parsed, poolclass=sa.pool.NullPool, connect_args={"config": config})
     settings = connection_settings(parsed)
     engine = sa.create_engine(settings.url, pool_pre_ping=True, connect_args=settings.connect_args)
     settings.attach(engine)
