@@ -28,8 +28,11 @@ from pendo_sync.warehouse.slices import (
     stream_rows,
 )
 
-# One changed row: (record id as text, hash of mapped values, mapped values in spec.fields order).
-ChangedRow = tuple[str, str, tuple[Any, ...]]
+# One changed row: (record id as text, hash of mapped values, whether the ledger lacks the id, mapped values
+# in spec.fields order).
+ChangedRow = tuple[str, str, bool, tuple[Any, ...]]
+PREV_COL = "__pendo_prev"
+UNKNOWN_PREV = "?"
 
 
 @dataclass
@@ -60,11 +63,21 @@ class ChangeSet:
             stmt = stmt.where(predicate)
         return stmt.subquery("h")
 
+    def _rows_of(self, hashed: sa.Subquery, prev: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
+        """Columns in ChangedRow order; prev None: whether the ledger has the id is not known here."""
+        return sa.select(
+            hashed.c[ID_COL],
+            hashed.c[HASH_COL],
+            (sa.literal(UNKNOWN_PREV) if prev is None else prev).label(PREV_COL),
+            *[hashed.c[m.column] for m in self.spec.fields],
+        )
+
     def changed_query(self, existing_only: bool = True) -> sa.Select[Any]:
         """The SQL-join diff: hashed slice rows whose hash the ledger lacks, less ids recently reported missing
         (and, for existing_ids_only syncs, less ids not in the stored list of ids Pendo has)."""
         hashed = self._hashed_source()
-        stmt = sa.select(hashed)
+        # The ledger's hash of each row (NULL: the ledger lacks the id); a full refresh does not look.
+        stmt = self._rows_of(hashed, None if self.full_refresh else self.state.ledger.c.row_hash)
         if self.spec.existing_ids_only and existing_only:
             known = self.state.pendo_ids
             stmt = stmt.where(
@@ -106,7 +119,7 @@ class ChangeSet:
             for part in stream_rows(self.warehouse, self.changed_query(), chunk_rows):
                 yield [_changed_row(r) for r in part]
             return
-        for part in stream_rows(self.warehouse, sa.select(self._hashed_source()), chunk_rows):
+        for part in stream_rows(self.warehouse, self._rows_of(self._hashed_source(), None), chunk_rows):
             rows = [_changed_row(r) for r in part]
             ids = [r[0] for r in rows if r[0] is not None]
             confirmed: dict[str, str] = {}
@@ -115,7 +128,11 @@ class ChangeSet:
                 confirmed = self.state.ledger_hashes(self.spec.name, ids)
                 if self.missing_since is not None:
                     skip = self.state.recent_missing(self.spec.name, ids, self.missing_since)
-            changed = [r for r in rows if confirmed.get(r[0]) != r[1] and (r[0], r[1]) not in skip]
+            changed = [
+                (r[0], r[1], not self.full_refresh and r[0] not in confirmed, r[3])
+                for r in rows
+                if confirmed.get(r[0]) != r[1] and (r[0], r[1]) not in skip
+            ]
             if changed and self.spec.existing_ids_only:
                 known = self.state.pendo_ids_among(self.spec.name, [r[0] for r in changed])
                 changed = [r for r in changed if r[0] in known]
@@ -145,4 +162,4 @@ class ChangeSet:
 
 def _changed_row(row: Any) -> ChangedRow:
     values = tuple(row)
-    return values[0], values[1], values[2:]
+    return values[0], values[1], values[2] is None, values[3:]

@@ -40,6 +40,7 @@ class Record:
     row_hash: str
     encoded: bytes
     op: str = "upsert"  # "upsert" or "clear"
+    new: bool = False  # the change set found no ledger row for this id: confirming it needs no delete
 
 
 @dataclass

@@ -27,7 +27,9 @@ class RecordEncoder:
             for m in spec.fields
         ]
 
-    def encode(self, record_id: str | None, row_hash: str, values: tuple[Any, ...]) -> Record:
+    def encode(
+        self, record_id: str | None, row_hash: str, values: tuple[Any, ...], new: bool = False
+    ) -> Record:
         """The record for a row, or CoercionError naming the column, the field and the value."""
         if record_id is None or record_id == "":
             raise CoercionError(f"id column {self.spec.id_column!r} is empty")
@@ -41,7 +43,9 @@ class RecordEncoder:
                 payload[field] = coerce(value)
             except CoercionError as exc:
                 raise CoercionError(f"column {column!r} -> field {field!r}: {exc}") from None
-        return Record(record_id, row_hash, _dumps({self.id_key: record_id, "values": payload}).encode())
+        return Record(
+            record_id, row_hash, _dumps({self.id_key: record_id, "values": payload}).encode(), new=new
+        )
 
     def clear(self, record_id: str) -> Record:
         """The record that clears every mapped field of a deleted id (on_delete: clear)."""

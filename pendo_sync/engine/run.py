@@ -273,9 +273,9 @@ class _Runner:
             batcher = Batcher(max_records, self.settings.max_batch_bytes)
             for chunk in self.changes.changed_rows(self.settings.chunk_rows):
                 invalid: list[Reject] = []
-                for record_id, row_hash, values in chunk:
+                for record_id, row_hash, new, values in chunk:
                     try:
-                        record = self.encoder.encode(record_id, row_hash, values)
+                        record = self.encoder.encode(record_id, row_hash, values, new)
                     except CoercionError as exc:
                         invalid.append(Reject(record_id or "(empty id)", row_hash, "invalid", str(exc)))
                         continue
@@ -398,13 +398,15 @@ class _Runner:
         self.counts["sent"] += result.sent
         self.counts["updated"] += result.updated
         self.counts["cleared"] += len(cleared)
-        await self._record(confirmed=confirmed, rejects=rejects, forgotten=cleared)
+        new_ids = {r.record_id for r in result.confirmed if r.new}
+        await self._record(confirmed=confirmed, rejects=rejects, forgotten=cleared, new_ids=new_ids)
 
     async def _record(
         self,
         confirmed: list[tuple[str, str]] | None = None,
         rejects: list[Reject] | None = None,
         forgotten: list[str] | None = None,
+        new_ids: set[str] | None = None,
     ) -> None:
         rejects = rejects or []
         for reject in rejects:
@@ -428,6 +430,7 @@ class _Runner:
                 rejects,
                 forgotten or [],
                 counts,
+                new_ids or set(),
             ),
         )
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.changeset import ChangeSet
+from pendo_sync.engine.preflight import source_columns
 from pendo_sync.state.store import StateError, StateStore
 from pendo_sync.warehouse.slices import Slice
 
@@ -68,10 +69,15 @@ def import_singer_state(
     state.ensure_schema()
     version = state.import_version(spec.name, bookmark, f"imported from Singer state {Path(path).name}")
     up_to_bookmark = ChangeSet(
-        spec, warehouse, state, Slice("incremental", None, bookmark), full_refresh=True
+        spec,
+        warehouse,
+        state,
+        Slice("incremental", None, bookmark),
+        full_refresh=True,
+        column_types=source_columns(warehouse, spec) or {},  # hash as runs do, or the ledger would not match
     )
     rows = 0
     for chunk in up_to_bookmark.changed_rows(chunk_rows):
-        state.record_batch(spec.name, version, "import", confirmed=[(rid, h) for rid, h, _ in chunk if rid])
+        state.record_batch(spec.name, version, "import", confirmed=[(r[0], r[1]) for r in chunk if r[0]])
         rows += len(chunk)
     return version, rows

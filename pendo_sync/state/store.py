@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,11 +178,17 @@ class StateStore:
         return backend_of(self.engine)
 
     def ensure_schema(self) -> None:
-        """Create the schema and tables if they are missing (needs CREATE on the database)."""
+        """Create the schema and tables if they are missing. Creating the schema needs CREATE on the
+        database; where a DBA made the schema and granted it to the sync, owning it is enough."""
         if self._ready:
             return
         with self.engine.begin() as conn:
-            conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+            exists = conn.execute(
+                sa.text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :schema"),
+                {"schema": self.schema},
+            ).scalar()
+            if not exists:
+                conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
             for table in self.metadata.sorted_tables:
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
             if self.backend == "postgresql":
@@ -344,16 +350,19 @@ class StateStore:
         rejects: Sequence[Reject] = (),
         forgotten: Sequence[str] = (),
         counts: dict[str, int] | None = None,
+        new_ids: Collection[str] = (),
     ) -> None:
         """One transaction: confirmed (id, hash) into the ledger, rejects stored, deleted ids forgotten,
-        and the version's running counts, so a crash between batches loses nothing and claims nothing."""
+        and the version's running counts, so a crash between batches loses nothing and claims nothing.
+        `new_ids`: confirmed ids the change set found absent from the ledger, which need no delete
+        (on a first sync that is every id: no DELETE scans a growing ledger)."""
         now = utcnow()
         with self.engine.begin() as conn:
             self._delete_ids(
                 conn,
                 sync_name,
-                [rid for rid, _ in confirmed] + list(forgotten),
-                [r.record_id for r in rejects],
+                [rid for rid, _ in confirmed if rid not in new_ids] + list(forgotten),
+                [r.record_id for r in rejects] + [rid for rid, _ in confirmed if rid in new_ids],
             )
             if confirmed:
                 self._insert(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from pendo_sync.state.store import Reject, StateError, StateStore, SyncLocked, decode_cursor, encode_cursor
 from pendo_sync.warehouse.engines import make_engine
@@ -70,3 +72,26 @@ def test_lock_refuses_a_second_writer(store: StateStore) -> None:
 )
 def test_cursor_round_trip(value: object) -> None:
     assert decode_cursor(*encode_cursor(value)) == value
+
+
+@pytest.mark.postgres
+def test_a_schema_made_by_a_dba_is_enough_without_create_on_the_database(pg_url: str, pg_admin) -> None:
+    role = f"pendo_sync_owner_{uuid.uuid4().hex[:8]}"
+    database = pg_url.rsplit("/", 1)[1]
+    admin = make_engine(pg_url)
+    with pg_admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE ROLE \"{role}\" LOGIN"))
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC'))
+            conn.execute(sa.text(f'CREATE SCHEMA pendo_sync AUTHORIZATION "{role}"'))
+        as_role = make_engine(pg_url.replace("postgres@", f"{role}@"))
+        store = StateStore(as_role, "pendo_sync")
+        store.ensure_schema()
+        assert store.versions_of("accounts") == []
+        as_role.dispose()
+    finally:
+        admin.dispose()
+        with pg_admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
