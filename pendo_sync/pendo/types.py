@@ -91,11 +91,17 @@ def _to_float(value: Any) -> float | int:
     raise CoercionError(f"{_show(value)} is not a finite number")
 
 
+_EPOCH_NAIVE = _EPOCH.replace(tzinfo=None)
+_ONE_MS = dt.timedelta(milliseconds=1)
+
+
 def _to_time(value: Any) -> int:
     """Epoch milliseconds, UTC; naive timestamps are taken as UTC (Redshift TIMESTAMP has no zone)."""
     if isinstance(value, dt.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return int((moment - _EPOCH).total_seconds() * 1000)
+        # timedelta // timedelta: exact integer arithmetic in C, floored like calendar.timegm.
+        if value.tzinfo is None:
+            return (value - _EPOCH_NAIVE) // _ONE_MS
+        return (value - _EPOCH) // _ONE_MS
     if isinstance(value, dt.date):
         return _to_time(dt.datetime(value.year, value.month, value.day))
     if isinstance(value, int) and not isinstance(value, bool):

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 DEFAULT_HOME = Path(os.environ.get("PENDO_SYNC_HOME", ".pendo_sync"))
 
 
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "128MB"
 
 
 def default_warehouse_url() -> str:
