@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
-
-import orjson
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.delivery import Batch, Record
 from pendo_sync.pendo.types import CoercionError, cleared_values, coercer_for
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
 
 def _dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON. orjson: a third of the sync's CPU went to json.JSONEncoder at a million rows.
-    (Non-finite floats never get here: coercion rejects them.)"""
+    """Compact UTF-8 JSON, refusing NaN and infinities. (orjson was tried: no faster here once coercion
+    was, and the sync's peak RSS went from 170 to 600 MiB.)"""
     try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:  # e.g. an integer past 64 bits
+        return _encode(value).encode()
+    except ValueError as exc:
         raise CoercionError(f"cannot be sent as JSON: {exc}") from None
 
 
