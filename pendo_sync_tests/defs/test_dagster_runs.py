@@ -2,7 +2,9 @@
 range as one single-run backfill, the revert job, and failures that reach Slack through the run failure
 sensor, with the instance's storage on PostgreSQL."""
 
+import dataclasses
 import datetime as dt
+import json
 
 import dagster as dg
 import pytest
@@ -118,13 +120,18 @@ def test_revert_job_from_run_config(duckdb_world: World, defs_for):
 
 
 @pytest.mark.postgres
-def test_failed_run_on_postgres_storage_alerts_slack_without_the_key(
-    pg_world: World, pg_url: str, defs_for, slack_server
+def test_failed_run_on_postgres_storage_alerts_slack_and_sns_without_the_key(
+    pg_world: World, pg_url: str, defs_for, slack_server, moto_sns
 ):
     world = pg_world
     world.key = "wrong-key-do-not-leak"
     defs = defs_for(
-        world, PENDO_SYNC_SLACK_WEBHOOK_URL=slack_server.url, PENDO_SYNC_UI_URL="http://dagster.local:3000"
+        world,
+        PENDO_SYNC_SLACK_WEBHOOK_URL=slack_server.url,
+        PENDO_SYNC_UI_URL="http://dagster.local:3000",
+        PENDO_SYNC_SNS_TOPIC_ARN=moto_sns.topic_arn,
+        PENDO_SYNC_SNS_ENDPOINT_URL=moto_sns.endpoint_url,
+        AWS_REGION=moto_sns.region,
     )
     storage = {"storage": {"postgres": {"postgres_url": pg_url}}}
     with dg.instance_for_test(overrides=storage) as instance:
@@ -148,6 +155,11 @@ def test_failed_run_on_postgres_storage_alerts_slack_without_the_key(
     assert "Pendo refused the integration key (HTTP 401)" in message["text"]
     assert f"http://dagster.local:3000/runs/{result.run_id}" in message["text"]
     assert "wrong-key-do-not-leak" not in message["text"]
+    (notification,) = moto_sns.received()
+    assert notification["Subject"] == "pendo_sync: run of sync_accounts failed"
+    assert "Pendo refused the integration key (HTTP 401)" in notification["Message"]
+    assert notification["MessageAttributes"]["run_id"]["Value"] == result.run_id
+    assert "wrong-key-do-not-leak" not in json.dumps(notification)
     # The preflight read of Pendo's field schema refused the key: the run stopped before writing any state.
     assert "on reading the account field schema" in message["text"]
     world.store.ensure_schema()
@@ -183,3 +195,23 @@ def test_column_schema_change_check_sees_a_source_column_change_type(duckdb_worl
     changed = evaluations["column_schema_change"]
     assert not changed.passed
     assert "seats" in changed.description and "BIGINT".lower() in changed.description.lower()
+
+
+def test_a_rejected_share_above_the_threshold_alerts_and_warns(duckdb_world: World, defs_for, slack_server):
+    world = duckdb_world
+    strict = dataclasses.replace(world.spec("accounts"), max_reject_share=0.01)
+    world.config = dataclasses.replace(world.config, syncs=(strict, world.spec("visitors")))
+    defs = defs_for(world, PENDO_SYNC_SLACK_WEBHOOK_URL=slack_server.url)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("sync_accounts").execute_in_process(instance=instance)
+    assert result.success  # a warning, not a failure: the rows that could land did
+    check = next(
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.check_name == "reject_share_below_threshold"
+    )
+    assert not check.passed and check.description == "rejected share 2.00% (threshold 1.00%)"
+    (message,) = slack_server.messages
+    assert message["text"].splitlines()[0] == "*pendo_sync: accounts rejected 2.0% of rows*"
+    assert "4 missing, 0 rejected" in message["text"]

@@ -80,7 +80,7 @@ def test_a_schema_made_by_a_dba_is_enough_without_create_on_the_database(pg_url:
     database = pg_url.rsplit("/", 1)[1]
     admin = make_engine(pg_url)
     with pg_admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE ROLE \"{role}\" LOGIN"))
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
     try:
         with admin.begin() as conn:
             conn.execute(sa.text(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC'))
