@@ -215,3 +215,24 @@ def test_a_rejected_share_above_the_threshold_alerts_and_warns(duckdb_world: Wor
     (message,) = slack_server.messages
     assert message["text"].splitlines()[0] == "*pendo_sync: accounts rejected 2.0% of rows*"
     assert "4 missing, 0 rejected" in message["text"]
+
+
+def test_a_mapped_column_that_disappeared_fails_its_check_naming_the_column(duckdb_world: World, defs_for):
+    world = duckdb_world
+    defs = defs_for(world)
+    world.sql("ALTER TABLE accounts DROP COLUMN health_score")
+    check = dg.AssetCheckKey(dg.AssetKey(["pendo", "accounts"]), "mapped_columns_present")
+    only_check = dg.define_asset_job("check_columns", selection=dg.AssetSelection.checks(check))
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[only_check]))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("check_columns").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    (evaluation,) = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.description == "sync 'accounts': mapped column 'health_score' is no longer in accounts"
