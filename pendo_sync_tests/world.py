@@ -88,3 +88,14 @@ def _world(url: str) -> Iterator[World]:
     with EmulatorServer(emulator) as server:
         yield World(url, engine, StateStore(engine, "pendo_sync"), config, emulator, server, TEST_DELIVERY)
     engine.dispose()
+
+
+def run_partition_range(defs: Any, instance: Any, asset: list[str], start: str, end: str) -> Any:
+    """Materialize a range of day partitions of one asset as one run, as a single-run backfill does."""
+    import dagster as dg
+
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey(asset)],
+        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+    )

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine, make_url
 from pendo_sync.definitions import build_definitions
 from pendo_sync.defs.aws import SecretUnavailable, read_secret
 from pendo_sync.defs.resources import build_resources
-from pendo_sync_tests.world import ACCOUNTS, World
+from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -210,14 +210,7 @@ def test_a_backfill_range_is_archived_once_with_its_partition_range(
         world, monkeypatch, PENDO_INTEGRATION_KEY=world.key, PENDO_SYNC_ARCHIVE_S3_URI=f"s3://{bucket}"
     )
     with dg.instance_for_test() as instance:
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey(["pendo", "visitors_daily"])],
-            tags={
-                "dagster/asset_partition_range_start": "2026-10-03",
-                "dagster/asset_partition_range_end": "2026-10-05",
-            },
-        )
+        result = run_partition_range(defs, instance, ["pendo", "visitors_daily"], "2026-10-03", "2026-10-05")
         assert result.success
     keys = aws.keys(bucket)
     assert len(keys) == 2 and all(k.endswith(f"/{result.run_id}.parquet") for k in keys)

@@ -11,7 +11,7 @@ import pytest
 
 from pendo_sync.definitions import build_definitions
 from pendo_sync_tests.expected import expected_fields
-from pendo_sync_tests.world import ACCOUNTS, World
+from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
 
 
 @pytest.fixture
@@ -70,16 +70,8 @@ def test_partition_range_backfill_resyncs_exactly_those_days_and_leaves_the_curs
 ):
     world = duckdb_world
     defs = defs_for(world)
-    job = defs.resolve_implicit_global_asset_job_def()
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey(["pendo", "visitors_daily"])],
-            tags={
-                "dagster/asset_partition_range_start": "2026-10-03",
-                "dagster/asset_partition_range_end": "2026-10-05",
-            },
-        )
+        result = run_partition_range(defs, instance, ["pendo", "visitors_daily"], "2026-10-03", "2026-10-05")
         assert result.success
         mats = result.get_asset_materialization_events()
         assert sorted(e.partition for e in mats) == ["2026-10-03", "2026-10-04", "2026-10-05"]

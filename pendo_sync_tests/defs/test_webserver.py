@@ -93,17 +93,22 @@ def test_ui_shows_every_sync_asset_job_schedule_and_sensor(tmp_path: Path):
         server.wait(timeout=30)
 
 
-@pytest.mark.slow
-def test_dagster_asset_materialize_runs_a_sync(duckdb_world: World, tmp_path: Path):
-    world = duckdb_world
-    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    env = dict(
+def dagster_env(world: World, home: Path) -> dict[str, str]:
+    """Environment for a Dagster process on the test world, with the repo's instance config in `home`."""
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    return dict(
         os.environ,
-        DAGSTER_HOME=str(tmp_path),
+        DAGSTER_HOME=str(home),
         PENDO_SYNC_WAREHOUSE_URL=world.url,
         PENDO_BASE_URL=world.server.base_url,
         PENDO_INTEGRATION_KEY=world.key,
     )
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_runs_a_sync(duckdb_world: World, tmp_path: Path):
+    world = duckdb_world
+    env = dagster_env(world, tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pendo_sync.definitions"]
         + ["--select", "pendo/accounts"],
@@ -167,14 +172,7 @@ class Dagster:
 def test_dagster_dev_launches_a_run_and_a_partition_backfill(duckdb_world: World, tmp_path: Path):
     world = duckdb_world
     port = free_port()
-    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    env = dict(
-        os.environ,
-        DAGSTER_HOME=str(tmp_path),
-        PENDO_SYNC_WAREHOUSE_URL=world.url,
-        PENDO_BASE_URL=world.server.base_url,
-        PENDO_INTEGRATION_KEY=world.key,
-    )
+    env = dagster_env(world, tmp_path)
     dev = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
         cwd=ROOT,
