@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pendo_sync.config import ConfigError, ProjectConfig, load_config
-from pendo_sync.defs.resources import EMULATOR_KEY, EMULATOR_URL
 from pendo_sync.pendo.client import PendoClient, PendoError
+from pendo_sync.pendo.emulator import EMULATOR_KEY, EMULATOR_URL
 from pendo_sync.state.store import StateError, StateStore
 from pendo_sync.warehouse.engines import WarehouseUrlError, make_engine
 

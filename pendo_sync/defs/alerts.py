@@ -16,6 +16,8 @@ import boto3
 import dagster as dg
 import httpx
 
+from pendo_sync.defs.env import env_or
+
 log = logging.getLogger(__name__)
 
 SLACK_TIMEOUT_SECONDS = 10.0
@@ -202,18 +204,12 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 def alerts_from_env() -> AlertsResource:
     """Alert settings from environment variables, as EnvVars so secrets are read at launch, never stored."""
 
-    def env(*names: str) -> str:
-        for name in names:
-            if os.environ.get(name):
-                return dg.EnvVar(name)
-        return ""
-
     return AlertsResource(
-        slack_webhook_url=env("PENDO_SYNC_SLACK_WEBHOOK_URL"),
-        slack_token=env("PENDO_SYNC_SLACK_TOKEN"),
-        slack_channel=env("PENDO_SYNC_SLACK_CHANNEL"),
-        sns_topic_arn=env("PENDO_SYNC_SNS_TOPIC_ARN"),
-        aws_region=env("AWS_REGION", "AWS_DEFAULT_REGION"),
-        sns_endpoint_url=env("PENDO_SYNC_SNS_ENDPOINT_URL"),
-        ui_base_url=env("PENDO_SYNC_UI_URL"),
+        slack_webhook_url=env_or("PENDO_SYNC_SLACK_WEBHOOK_URL"),
+        slack_token=env_or("PENDO_SYNC_SLACK_TOKEN"),
+        slack_channel=env_or("PENDO_SYNC_SLACK_CHANNEL"),
+        sns_topic_arn=env_or("PENDO_SYNC_SNS_TOPIC_ARN"),
+        aws_region=env_or("AWS_REGION", "AWS_DEFAULT_REGION"),
+        sns_endpoint_url=env_or("PENDO_SYNC_SNS_ENDPOINT_URL"),
+        ui_base_url=env_or("PENDO_SYNC_UI_URL"),
     )

@@ -28,6 +28,11 @@ class SyncRunConfig(dg.Config):
     full_refresh: bool = False  # ignore the ledger and resend every row of the slice
 
 
+def sync_run_config(spec: SyncSpec, mode: str) -> dict[str, Any]:
+    """Run config that runs the live asset of a sync in `mode` (schedules, the drift sensor's re-sync)."""
+    return {"ops": {pendo_key(spec).to_python_identifier(): {"config": {"mode": mode}}}}
+
+
 def source_key(spec: SyncSpec) -> dg.AssetKey:
     name = spec.table.rpartition(".")[2] if spec.table else f"{spec.name}_query"
     return dg.AssetKey(["warehouse", name])

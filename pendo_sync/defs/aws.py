@@ -1,7 +1,7 @@
-"""AWS in production, through dagster-aws: secrets read from Secrets Manager when a resource is set up, and
-each run's rejected rows and report archived to S3 as Parquet, partitioned for Athena and Redshift Spectrum.
+"""AWS in production, through dagster-aws: each run's rejected rows and report archived to S3 as Parquet,
+partitioned for Athena and Redshift Spectrum (secrets are read by pendo_sync/defs/secrets.py).
 
-Both are off unless configured, so a laptop needs no AWS at all. Endpoints, region and credentials come
+It is off unless configured, so a laptop needs no AWS at all. Endpoints, region and credentials come
 from boto3's usual chain (AWS_REGION, the task role, AWS_ENDPOINT_URL for moto or LocalStack).
 """
 
@@ -14,21 +14,17 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from pendo_sync.defs.alerts import register_secret
+from pendo_sync.defs.env import env_or
 from pendo_sync.engine.run import SyncOutcome
 from pendo_sync.state.store import COUNTERS, StateStore
-
-REJECT_CHUNK_ROWS = 10_000
 
 REJECTS_SCHEMA = pa.schema(
     [
@@ -66,75 +62,6 @@ REPORT_SCHEMA = pa.schema(
 
 # (metadata name, folder): the run's rejected rows and its one-row report.
 TABLES = (("rejects", "rejects"), ("report", "reports"))
-
-
-class SecretUnavailable(RuntimeError):
-    """A configured secret cannot be read; the message names the secret and the fix, never its value."""
-
-
-def read_secret(secret_id: str, what: str, env_name: str, json_key: str) -> str:
-    """The text of an AWS Secrets Manager secret; from a JSON secret (as RDS and Redshift store them), the
-    value at `json_key`. Called when a resource is set up, so a bad secret fails the run at its start."""
-    where = f"{what} cannot be read from AWS Secrets Manager secret {secret_id!r} (set by {env_name})"
-    try:
-        client = boto3.client("secretsmanager", region_name=_region() or None)
-        answer = client.get_secret_value(SecretId=secret_id)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
-        fix = _secret_fix(code, secret_id, env_name, client.meta.region_name)
-        raise SecretUnavailable(f"{where}: {code}. {fix}") from None
-    except BotoCoreError as exc:
-        raise SecretUnavailable(
-            f"{where}: {type(exc).__name__}. Give the process AWS credentials and a region (in production "
-            "the ECS task role and AWS_REGION)"
-        ) from None
-    text = answer.get("SecretString")
-    if not text:
-        raise SecretUnavailable(f"{where}: it has no text value. Store the value as the secret's string")
-    if text.lstrip().startswith("{"):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None  # not JSON after all: a value that starts with a brace
-        if isinstance(parsed, dict):
-            value = parsed.get(json_key)
-            if not isinstance(value, str) or not value:
-                raise SecretUnavailable(
-                    f"{where}: it holds JSON without a text {json_key!r} key. Put the value under "
-                    f"{json_key!r}, or store it as plain text"
-                )
-            register_secret(value)
-            return value
-    register_secret(text)
-    return text
-
-
-def _region() -> str:
-    # ECS sets both; botocore itself reads only AWS_DEFAULT_REGION.
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
-
-
-def _secret_fix(code: str, secret_id: str, env_name: str, region: str) -> str:
-    if code == "ResourceNotFoundException":
-        return (
-            f"Create it in region {region} (aws secretsmanager create-secret --name {secret_id} "
-            f"--secret-string ...), or point {env_name} at the right name or ARN"
-        )
-    if code in ("AccessDeniedException", "AccessDenied"):
-        return (
-            "Allow the task role secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its key if "
-            "it uses a customer-managed key)"
-        )
-    if code in ("InvalidRequestException", "DecryptionFailure"):
-        return "Check that the secret is not scheduled for deletion and that its KMS key is usable"
-    return f"Check the secret and {env_name}"
-
-
-def _env(*names: str) -> str | dg.EnvVar:
-    for name in names:
-        if os.environ.get(name):
-            return dg.EnvVar(name)
-    return ""
 
 
 class RunArchiveResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -213,18 +140,9 @@ def archive_key(prefix: str, table: str, sync: str, day: dt.date, run_id: str) -
 
 
 def run_rejects(store: StateStore, sync: str, run_id: str) -> Iterator[list[dict[str, Any]]]:
-    """The rejects a run recorded that are still outstanding, chunk by chunk. StateStore.rejects_of reads
-    every outstanding reject of the sync at once; a run's share is streamed here instead."""
-    table = store.rejects
-    stmt = (
-        sa.select(table)
-        .where(table.c.sync_name == sync, table.c.run_id == run_id)
-        .order_by(table.c.record_id)
-    )
-    with store.engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=REJECT_CHUNK_ROWS).execute(stmt)
-        for part in result.partitions(REJECT_CHUNK_ROWS):
-            yield [{**row._mapping, "rejected_at": row.rejected_at.replace(tzinfo=dt.UTC)} for row in part]
+    """A run's outstanding rejects, chunk by chunk, with their times marked UTC for Parquet."""
+    for rows in store.rejects_of_run(sync, run_id):
+        yield [{**row, "rejected_at": row["rejected_at"].replace(tzinfo=dt.UTC)} for row in rows]
 
 
 def _report_row(
@@ -270,6 +188,6 @@ def archive_from_env() -> RunArchiveResource:
     if os.environ.get("PENDO_SYNC_ARCHIVE_S3_URI"):
         parse_s3_uri(os.environ["PENDO_SYNC_ARCHIVE_S3_URI"])
     return RunArchiveResource(
-        s3_uri=_env("PENDO_SYNC_ARCHIVE_S3_URI"),
-        s3=S3Resource(region_name=_env("AWS_REGION", "AWS_DEFAULT_REGION") or None),
+        s3_uri=env_or("PENDO_SYNC_ARCHIVE_S3_URI"),
+        s3=S3Resource(region_name=env_or("AWS_REGION", "AWS_DEFAULT_REGION") or None),
     )

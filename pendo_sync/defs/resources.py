@@ -3,20 +3,16 @@
 
 from __future__ import annotations
 
-import os
-from functools import cached_property
-
 import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
-from pendo_sync.defs.aws import read_secret
+from pendo_sync.defs.env import env_or
+from pendo_sync.defs.secrets import read_secret
 from pendo_sync.pendo.client import PendoClient
+from pendo_sync.pendo.emulator import EMULATOR_KEY, EMULATOR_URL
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.engines import default_warehouse_url, make_engine
-
-EMULATOR_URL = "http://127.0.0.1:8765"
-EMULATOR_KEY = "emulator-key"
 
 
 class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -95,32 +91,23 @@ class PendoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         key = self._key or self.integration_key
         return PendoClient(self.base_url, key, self.timeout_seconds, max_connections)
 
-    @cached_property
-    def host(self) -> str:
-        return self.client().base_url
-
-
-def _env_or(name: str, default: str) -> str | dg.EnvVar:
-    """dg.EnvVar when the variable is set (resolved at launch, never stored), else the embedded default."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
-
 
 def build_resources(state_schema: str = "pendo_sync") -> dict[str, dg.ConfigurableResource]:  # type: ignore[type-arg]
     """Resources for this deployment: environment variables where set, the local defaults otherwise.
     A *_SECRET_ID variable names an AWS Secrets Manager secret read at run start instead (docs/DEPLOY.md)."""
     return {
         "warehouse": WarehouseResource(
-            url=_env_or("PENDO_SYNC_WAREHOUSE_URL", default_warehouse_url()),
-            password_secret_id=_env_or("PENDO_SYNC_WAREHOUSE_PASSWORD_SECRET_ID", ""),
+            url=env_or("PENDO_SYNC_WAREHOUSE_URL", default=default_warehouse_url()),
+            password_secret_id=env_or("PENDO_SYNC_WAREHOUSE_PASSWORD_SECRET_ID"),
         ),
         "pendo": PendoResource(
-            base_url=_env_or("PENDO_BASE_URL", EMULATOR_URL),
-            integration_key=_env_or("PENDO_INTEGRATION_KEY", EMULATOR_KEY),
-            integration_key_secret_id=_env_or("PENDO_INTEGRATION_KEY_SECRET_ID", ""),
+            base_url=env_or("PENDO_BASE_URL", default=EMULATOR_URL),
+            integration_key=env_or("PENDO_INTEGRATION_KEY", default=EMULATOR_KEY),
+            integration_key_secret_id=env_or("PENDO_INTEGRATION_KEY_SECRET_ID"),
         ),
         "state": StateResource(
-            schema_name=_env_or("PENDO_SYNC_STATE_SCHEMA", state_schema),
-            state_url=_env_or("PENDO_SYNC_STATE_URL", ""),
-            password_secret_id=_env_or("PENDO_SYNC_STATE_PASSWORD_SECRET_ID", ""),
+            schema_name=env_or("PENDO_SYNC_STATE_SCHEMA", default=state_schema),
+            state_url=env_or("PENDO_SYNC_STATE_URL"),
+            password_secret_id=env_or("PENDO_SYNC_STATE_PASSWORD_SECRET_ID"),
         ),
     }

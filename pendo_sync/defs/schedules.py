@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.defs.assets import pendo_key
+from pendo_sync.defs.assets import pendo_key, sync_run_config
 
 
 def sync_job(spec: SyncSpec) -> dg.UnresolvedAssetJobDefinition:
@@ -19,16 +19,12 @@ def sync_job(spec: SyncSpec) -> dg.UnresolvedAssetJobDefinition:
     )
 
 
-def _mode_config(spec: SyncSpec, mode: str) -> dict[str, object]:
-    return {"ops": {pendo_key(spec).to_python_identifier(): {"config": {"mode": mode}}}}
-
-
 def sync_schedules(spec: SyncSpec, job: dg.UnresolvedAssetJobDefinition) -> list[dg.ScheduleDefinition]:
     full = dg.ScheduleDefinition(
         name=f"{spec.name}_nightly_full",
         job=job,
         cron_schedule=spec.full_cron,
-        run_config=_mode_config(spec, "full"),
+        run_config=sync_run_config(spec, "full"),
         description=f"Full reconcile of {spec.name}: every row diffed against the ledger; deletes handled "
         f"({spec.on_delete}).",
         default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -39,7 +35,7 @@ def sync_schedules(spec: SyncSpec, job: dg.UnresolvedAssetJobDefinition) -> list
         name=f"{spec.name}_incremental",
         job=job,
         cron_schedule=spec.incremental_cron,
-        run_config=_mode_config(spec, "incremental"),
+        run_config=sync_run_config(spec, "incremental"),
         description=f"Incremental sync of {spec.name}: rows past the cursor on {spec.replication_key}, with "
         f"a {spec.lookback_seconds}s look-back.",
         default_status=dg.DefaultScheduleStatus.STOPPED,

@@ -16,7 +16,14 @@ import sqlalchemy as sa
 
 from pendo_sync.config import ProjectConfig, SyncSpec
 from pendo_sync.defs.alerts import Alert, AlertsResource
-from pendo_sync.defs.assets import column_schema, daily_key, daily_partitions, pendo_key, source_key
+from pendo_sync.defs.assets import (
+    column_schema,
+    daily_key,
+    daily_partitions,
+    pendo_key,
+    source_key,
+    sync_run_config,
+)
 from pendo_sync.defs.drift import schema_diff
 from pendo_sync.defs.resources import PendoResource, WarehouseResource
 from pendo_sync.engine.preflight import source_columns
@@ -85,9 +92,7 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
                     dg.RunRequest(
                         run_key=f"drift-{spec.name}-{hashlib.sha1(json.dumps(columns, sort_keys=True).encode()).hexdigest()[:12]}",
                         asset_selection=[pendo_key(spec)],
-                        run_config={
-                            "ops": {pendo_key(spec).to_python_identifier(): {"config": {"mode": "full"}}}
-                        },
+                        run_config=sync_run_config(spec, "full"),
                         tags={
                             "pendo_sync/sync": spec.name,
                             "pendo_sync/reason": "new mapped column " + ", ".join(newly_mapped),

@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+# Where the demo, `make dev` and the default resources expect the emulator, and the key it accepts.
+EMULATOR_URL = "http://127.0.0.1:8765"
+EMULATOR_KEY = "emulator-key"
+
 KINDS = ("visitor", "account")
 GROUPS = ("custom", "agent")
 ID_KEYS = {"visitor": "visitorId", "account": "accountId"}
@@ -35,7 +39,7 @@ ID_KEYS = {"visitor": "visitorId", "account": "accountId"}
 class EmulatorSettings:
     """How strict and how slow the emulator is; 0 disables a limit."""
 
-    integration_key: str = "emulator-key"
+    integration_key: str = EMULATOR_KEY
     fixed_latency_s: float = 0.0
     per_record_latency_s: float = 0.0
     call_time_limit_s: float = 300.0  # Pendo's five minutes

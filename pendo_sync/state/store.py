@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pendo_sync.warehouse.engines import backend_of
+from pendo_sync.warehouse.slices import stream_rows
 
 COUNTERS = ("rows_read", "sent", "updated", "missing", "rejected", "cleared", "deleted", "calls", "retries")
 # A lock whose holder has not written a batch for this long is taken to be dead (runs heartbeat per batch).
@@ -496,10 +497,8 @@ class StateStore:
     def ledger_ids(self, sync_name: str, chunk_rows: int) -> Iterator[list[str]]:
         """Every id in the ledger for a sync, in chunks (for the streaming delete check)."""
         stmt = sa.select(self.ledger.c.record_id).where(self.ledger.c.sync_name == sync_name)
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
-            for part in result.partitions(chunk_rows):
-                yield [r.record_id for r in part]
+        for part in stream_rows(self.engine, stmt, chunk_rows):
+            yield [r.record_id for r in part]
 
     def clear_pendo_ids(self, sync_name: str) -> None:
         with self.engine.begin() as conn:
@@ -558,6 +557,18 @@ class StateStore:
             stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def rejects_of_run(
+        self, sync_name: str, run_id: str, chunk_rows: int = 10_000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The rejects a run recorded that are still outstanding, chunk by chunk (a run may reject a table)."""
+        stmt = (
+            sa.select(self.rejects)
+            .where(self.rejects.c.sync_name == sync_name, self.rejects.c.run_id == run_id)
+            .order_by(self.rejects.c.record_id)
+        )
+        for part in stream_rows(self.engine, stmt, chunk_rows):
+            yield [dict(r._mapping) for r in part]
 
     # -- revert and import ------------------------------------------------------------------------
     def revert_plan(self, sync_name: str, to_version: int) -> int:

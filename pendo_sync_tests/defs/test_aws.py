@@ -32,8 +32,8 @@ from dagster._core.utils import parse_env_var
 from sqlalchemy.engine import Engine, make_url
 
 from pendo_sync.definitions import build_definitions
-from pendo_sync.defs.aws import SecretUnavailable, read_secret
 from pendo_sync.defs.resources import build_resources
+from pendo_sync.defs.secrets import SecretUnavailable, read_secret
 from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
 
 ROOT = Path(__file__).resolve().parents[2]
