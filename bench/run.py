@@ -101,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--duckdb-memory-limit",
         help="DuckDB memory_limit for the warehouse URL, e.g. 1GB (default: pendo_sync's cap, "
-        "128MB; without a cap DuckDB's buffer pool keeps every block a scan read, up to 80%% of RAM)",
+        "64MB; without a cap DuckDB's buffer pool keeps every block a scan read, up to 80%% of RAM)",
     )
     args = parser.parse_args(argv)
     args.rows = args.rows or (20_000 if args.quick else 1_000_000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +46,12 @@ class ChangeSet:
     full_refresh: bool = False
     missing_since: dt.datetime | None = None
     column_types: dict[str, str] | None = None
+    # Nothing confirmed or rejected before this run: its change set is its whole slice, nothing can have
+    # been deleted. Read once, when the run is planned, before its first batch lands in the ledger.
+    fresh: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fresh = self.state.is_fresh(self.spec.name)
 
     @property
     def ledger_in_warehouse(self) -> bool:
@@ -100,6 +106,22 @@ class ChangeSet:
             stmt = stmt.where(~recently_missing)
         return stmt
 
+    def expected_total(self, with_deletes: bool) -> int:
+        """Records a run will send, for progress and ETA, where knowing it up front is cheap; -1 otherwise
+        (the run learns it exactly when its reader has seen every row). A first sync or a full refresh
+        sends its whole slice, which a plain count says without hashing a row (a refresh's deleted ids come
+        on top); an incremental window's diff is small enough to count twice. The diff of a whole table
+        against a full ledger is not counted: that would double the cost of the run's largest pass."""
+        if not self.spec.existing_ids_only and (self.full_refresh or self.fresh):
+            rel = source_relation(self.spec)
+            stmt = sa.select(sa.func.count()).select_from(rel)
+            predicate = slice_predicate(rel, self.spec, self.window)
+            if predicate is not None:
+                stmt = stmt.where(predicate)
+            with self.warehouse.connect() as conn:
+                return int(conn.execute(stmt).scalar() or 0)
+        return -1 if with_deletes else self.count_changed()
+
     def count_changed(self, existing_only: bool = True) -> int:
         """Size of the change set (for progress and ETA); -1 in separate-state mode (it would cost a pass)."""
         if self.ledger_in_warehouse:
@@ -141,6 +163,8 @@ class ChangeSet:
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
         """Ids in the ledger that are no longer in the source (meaningful only for a full slice)."""
+        if self.fresh:
+            return  # the ledger held nothing when the run began: what it holds now is all in the source
         rel = source_relation(self.spec)
         source_id = id_text(rel, self.spec)
         ledger = self.state.ledger

@@ -17,8 +17,10 @@ import email.utils
 import json
 import random
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import httpx
@@ -43,21 +45,35 @@ class Record:
     new: bool = False  # the change set found no ledger row for this id: confirming it needs no delete
 
 
-@dataclass
 class Batch:
-    records: list[Record]
+    """Records and the JSON array Pendo gets, built once. The body holds the records' JSON (each record's
+    own copy is dropped: a queued or in-flight batch holds its JSON once), and `bounds` says where each
+    record starts in it, so a batch halves on 408 without encoding anything again."""
 
-    @property
-    def body(self) -> bytes:
-        return b"[" + b",".join(r.encoded for r in self.records) + b"]"
+    __slots__ = ("records", "body", "bounds")
+
+    def __init__(self, records: list[Record], body: bytes | None = None, bounds: array[int] | None = None):
+        self.records = records
+        if body is None or bounds is None:
+            parts = [r.encoded for r in records]
+            body = b"[" + b",".join(parts) + b"]"
+            # bounds[i]: where record i starts; bounds[-1]: the body's length (past the closing bracket)
+            bounds = array("q", accumulate([len(p) + 1 for p in parts], initial=1))
+            for record in records:
+                record.encoded = b""
+        self.body, self.bounds = body, bounds
 
     @property
     def size_bytes(self) -> int:
-        return sum(len(r.encoded) for r in self.records) + len(self.records) + 1
+        return len(self.body)
 
     def halves(self) -> tuple[Batch, Batch]:
         mid = len(self.records) // 2
-        return Batch(self.records[:mid]), Batch(self.records[mid:])
+        cut = self.bounds[mid]  # record mid starts here; the comma before it is at cut - 1
+        first = Batch(self.records[:mid], b"[" + self.body[1 : cut - 1] + b"]", self.bounds[: mid + 1])
+        shifted = array("q", (b - cut + 1 for b in self.bounds[mid:]))
+        second = Batch(self.records[mid:], b"[" + self.body[cut:-1] + b"]", shifted)
+        return first, second
 
 
 @dataclass

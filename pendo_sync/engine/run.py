@@ -254,6 +254,7 @@ class _Runner:
             # Enough read-ahead to keep the pool fed; more would only hold records in memory.
             maxsize=max(2, min(8, settings.concurrency))
         )
+        self.total = -1  # records this run will count as done; -1 while unknown
         self._started = time.monotonic()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pendo-sync-state")
 
@@ -271,6 +272,7 @@ class _Runner:
         """Warehouse -> records -> batches, on a thread; blocks when the queue is full (backpressure)."""
         try:
             batcher = Batcher(max_records, self.settings.max_batch_bytes)
+            produced = 0  # records and invalid rows: what progress counts as done once all is delivered
             for chunk in self.changes.changed_rows(self.settings.chunk_rows):
                 invalid: list[Reject] = []
                 for record_id, row_hash, new, values in chunk:
@@ -282,12 +284,14 @@ class _Runner:
                     full = batcher.add(record)
                     if full:
                         self._put(("batch", full))
+                produced += len(chunk)  # each row became a record or an invalid row
                 self._put(("read", (len(chunk), invalid)))
             if self.with_deletes:
                 for ids in self.changes.deleted_ids(self.settings.chunk_rows):
                     if self.spec.on_delete == "ignore":
                         self._put(("forget", ids))
                         continue
+                    produced += len(ids)
                     for record_id in ids:
                         full = batcher.add(self.encoder.clear(record_id))
                         if full:
@@ -295,6 +299,7 @@ class _Runner:
             last = batcher.flush()
             if last:
                 self._put(("batch", last))
+            self.total = produced  # every record is queued now: the total is exact from here on
             self._put(("end", None))
         except _Stop:
             return
@@ -306,7 +311,7 @@ class _Runner:
 
     # -- event loop -------------------------------------------------------------------------------
     async def run(self, client_factory: Callable[[], PendoClient]) -> None:
-        total = self.changes.count_changed()
+        self.total = self.changes.expected_total(with_deletes=self.with_deletes)
         if self.spec.existing_ids_only:
             # Rows the existence filter keeps back: accounted for, never sent (invariant 4).
             self.counts["not_in_pendo"] = self.changes.count_not_in_pendo()
@@ -325,7 +330,7 @@ class _Runner:
             )
             reader.start()
             tasks: set[asyncio.Task[None]] = set()
-            ticker = asyncio.create_task(self._report_progress(total))
+            ticker = asyncio.create_task(self._report_progress())
             fatal: BaseException | None = None
             try:
                 while fatal is None:
@@ -365,7 +370,7 @@ class _Runner:
                 self.counts["calls"], self.counts["retries"] = stats.calls, stats.retries
                 self.counts["throttled"], self.counts["splits"] = stats.throttled, stats.splits
                 self.counts["lowest_concurrency"] = int(stats.min_limit)
-            self._emit_progress(total)
+            self._emit_progress()
 
     def _budget_spent(self) -> bool:
         """Near the runtime budget, stop taking batches so the in-flight ones can finish inside it."""
@@ -434,14 +439,14 @@ class _Runner:
             ),
         )
 
-    async def _report_progress(self, total: int) -> None:
+    async def _report_progress(self) -> None:
         while True:
             await asyncio.sleep(self.settings.progress_every_seconds)
-            self._emit_progress(total)
+            self._emit_progress()
 
-    def _emit_progress(self, total: int) -> None:
+    def _emit_progress(self) -> None:
         done = self.counts["sent"] + self.counts["invalid"]
-        progress = Progress(done, total, time.monotonic() - self._started)
+        progress = Progress(done, self.total, time.monotonic() - self._started)
         if self.options.progress:
             self.options.progress(progress)
         else:

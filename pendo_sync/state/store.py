@@ -8,6 +8,7 @@ ON CONFLICT, upserts are delete-and-insert inside one transaction.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import socket
@@ -369,34 +370,20 @@ class StateStore:
                 self._insert(
                     conn,
                     self.ledger,
-                    [
-                        {
-                            "sync_name": sync_name,
-                            "record_id": rid,
-                            "row_hash": h,
-                            "version": version,
-                            "confirmed_at": now,
-                        }
-                        for rid, h in confirmed
-                    ],
+                    {"record_id": [rid for rid, _ in confirmed], "row_hash": [h for _, h in confirmed]},
+                    {"sync_name": sync_name, "version": version, "confirmed_at": now},
                 )
             if rejects:
                 self._insert(
                     conn,
                     self.rejects,
-                    [
-                        {
-                            "sync_name": sync_name,
-                            "record_id": r.record_id,
-                            "row_hash": r.row_hash,
-                            "kind": r.kind,
-                            "reason": r.reason[:1024],
-                            "run_id": run_id,
-                            "version": version,
-                            "rejected_at": now,
-                        }
-                        for r in rejects
-                    ],
+                    {
+                        "record_id": [r.record_id for r in rejects],
+                        "row_hash": [r.row_hash for r in rejects],
+                        "kind": [r.kind for r in rejects],
+                        "reason": [r.reason[:1024] for r in rejects],
+                    },
+                    {"sync_name": sync_name, "run_id": run_id, "version": version, "rejected_at": now},
                 )
             conn.execute(
                 sa.update(self.locks)
@@ -421,8 +408,8 @@ class StateStore:
                 )
             )
         # Most batches of most runs have no reject to clear: one indexed probe spares a DELETE whose
-        # 5,000-value IN list alone takes DuckDB ~30 ms to plan.
-        if not reject_ids and not self._has_rejects(conn, sync_name):
+        # 5,000-value IN list alone takes DuckDB ~30 ms to plan (and PostgreSQL ~50 ms to run).
+        if not self._has_rejects(conn, sync_name):
             return
         for chunk in _chunks(ledger_ids + reject_ids, ID_CHUNK):
             conn.execute(
@@ -437,30 +424,44 @@ class StateStore:
         )
         return found.first() is not None
 
-    def _insert(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    def _insert(
+        self, conn: Connection, table: sa.Table, columns: dict[str, Sequence[Any]], constants: dict[str, Any]
+    ) -> None:
+        """Insert rows given column by column (equal lengths), with `constants` the same in every row."""
+        names = list(columns) + list(constants)
+        quoted = ", ".join(self.engine.dialect.identifier_preparer.quote(name) for name in names)
+        into = f"INSERT INTO {self._quoted(table)} ({quoted})"
         if self.backend == "duckdb":
             # DuckDB's executemany runs row by row, and SQLAlchemy spends ~100 us a row compiling a
             # multi-VALUES statement; one list per column, unnested side by side, is one cheap statement.
-            prep = self.engine.dialect.identifier_preparer
-            names = list(rows[0])
-            columns = ", ".join(prep.quote(name) for name in names)
-            unnested = ", ".join("unnest(?)" for _ in names)
+            marks = ", ".join(["unnest(?)"] * len(columns) + ["?"] * len(constants))
             conn.exec_driver_sql(
-                f"INSERT INTO {self._quoted(table)} ({columns}) SELECT {unnested}",
-                tuple([row[name] for row in rows] for name in names),
+                f"{into} SELECT {marks}", (*map(list, columns.values()), *constants.values())
             )
+        elif self.backend == "postgresql" and self.engine.dialect.driver == "psycopg2":
+            # COPY: 2 us a ledger row in Python and 7 us in all here, against 31 us for multi-row INSERTs
+            # (the index included); it runs in the batch's transaction like any statement.
+            tail = "".join("\t" + _copy_text(v) for v in constants.values()) + "\n"
+            lines = (
+                "\t".join(cells)
+                for cells in zip(*(map(_copy_text, c) for c in columns.values()), strict=True)
+            )
+            buffer = io.StringIO(tail.join(lines) + tail)
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.copy_expert(f"COPY {self._quoted(table)} ({quoted}) FROM STDIN", buffer)
+            finally:
+                cursor.close()
         else:
-            # One multi-row INSERT per 1,000 rows, values bound by the driver: SQLAlchemy's insertmanyvalues
-            # costs ~10 us a row in Python, on the thread the warehouse reader needs.
-            prep = self.engine.dialect.identifier_preparer
-            names = list(rows[0])
-            columns = ", ".join(prep.quote(name) for name in names)
+            # Redshift (no COPY from a client) and other drivers: one multi-row INSERT per 1,000 rows,
+            # values bound by the driver (SQLAlchemy's insertmanyvalues costs ~10 us a row in Python).
             row_marks = "(" + ", ".join(["%s"] * len(names)) + ")"
+            fixed = tuple(constants.values())
+            rows = list(zip(*columns.values(), strict=True))
             for chunk in _chunks(rows, 1000):
                 conn.exec_driver_sql(
-                    f"INSERT INTO {self._quoted(table)} ({columns}) VALUES "
-                    + ", ".join([row_marks] * len(chunk)),
-                    tuple(row[name] for row in chunk for name in names),
+                    f"{into} VALUES " + ", ".join([row_marks] * len(chunk)),
+                    tuple(value for row in chunk for value in (*row, *fixed)),
                 )
 
     # -- reads ------------------------------------------------------------------------------------
@@ -508,9 +509,7 @@ class StateStore:
         """Append one page of the ids Pendo reported (clear_pendo_ids first)."""
         if record_ids:
             with self.engine.begin() as conn:
-                self._insert(
-                    conn, self.pendo_ids, [{"sync_name": sync_name, "record_id": i} for i in record_ids]
-                )
+                self._insert(conn, self.pendo_ids, {"record_id": record_ids}, {"sync_name": sync_name})
 
     def pendo_ids_among(self, sync_name: str, record_ids: Sequence[str]) -> set[str]:
         """Which of these ids are in the stored list of ids Pendo has."""
@@ -525,6 +524,14 @@ class StateStore:
                     ).scalars()
                 )
         return found
+
+    def is_fresh(self, sync_name: str) -> bool:
+        """Neither a confirmed row nor a reject for the sync: its next change set is its whole slice."""
+        with self.engine.connect() as conn:
+            confirmed = conn.execute(
+                sa.select(self.ledger.c.record_id).where(self.ledger.c.sync_name == sync_name).limit(1)
+            ).first()
+            return confirmed is None and not self._has_rejects(conn, sync_name)
 
     def ledger_count(self, sync_name: str) -> int:
         with self.engine.connect() as conn:
@@ -655,6 +662,17 @@ def _lock_is_stale(holder: str, heartbeat: dt.datetime) -> bool:
     except PermissionError:
         return False
     return False
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value in COPY's text format: backslash escapes, NULL as \\N."""
+    if value is None:
+        return "\\N"
+    text = value.isoformat() if isinstance(value, dt.datetime) else str(value)
+    return text.translate(_COPY_ESCAPES)
 
 
 def _chunks(items: Sequence[Any] | Iterable[Any], size: int) -> Iterator[list[Any]]:

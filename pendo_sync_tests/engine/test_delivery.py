@@ -5,10 +5,11 @@ key or field, and the runtime budget. In every case the ledger claims only what 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
-from pendo_sync.engine.delivery import FatalDeliveryError
+from pendo_sync.engine.delivery import Batch, FatalDeliveryError, Record
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync_tests.expected import expected_fields
 from pendo_sync_tests.world import ACCOUNTS, World
@@ -139,3 +140,27 @@ def test_runtime_budget_ends_the_run_cleanly_and_the_next_run_resumes(duckdb_wor
     assert confirmed + first.counts["missing"] == first.counts["sent"]
     assert world.emulator.stats()["records_received"] == ACCOUNTS - first.counts["sent"]
     assert_pendo_equals_source(world)
+
+
+def test_halved_batches_carry_exactly_their_records_json():
+    values = ["plain", 'quote " and comma ,', "[bracket]", "ünï €", "", "x" * 300, "7"]
+    records = [
+        Record(f"v{i}", f"h{i}", json.dumps({"visitorId": f"v{i}", "values": {"s": v}}).encode())
+        for i, v in enumerate(values)
+    ]
+    expected = [json.loads(r.encoded) for r in records]
+    batch = Batch(records)
+    assert json.loads(batch.body) == expected
+    assert batch.size_bytes == len(batch.body)
+    assert all(r.encoded == b"" for r in records)  # the body holds the JSON; the records only ids and hashes
+
+    def leaves(b: Batch) -> list[Batch]:
+        if len(b.records) == 1:
+            return [b]
+        first, second = b.halves()
+        assert json.loads(first.body) + json.loads(second.body) == json.loads(b.body)
+        return leaves(first) + leaves(second)
+
+    singles = leaves(batch)
+    assert [json.loads(b.body) for b in singles] == [[e] for e in expected]
+    assert [b.records[0].record_id for b in singles] == [f"v{i}" for i in range(len(values))]

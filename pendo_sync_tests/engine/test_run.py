@@ -4,13 +4,14 @@ the ledger claims, and what a second, changed, reverted or backfilled run sends.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.engines import make_engine
 from pendo_sync_tests.expected import expected_fields
-from pendo_sync_tests.world import ACCOUNTS, VISITORS, World
+from pendo_sync_tests.world import ACCOUNTS, TEST_DELIVERY, VISITORS, World
 
 
 def present(world: World, kind: str, expected: dict[str, dict]) -> dict[str, dict]:
@@ -193,3 +194,45 @@ def test_existing_ids_only_sends_only_ids_pendo_has(world: World):
     assert outcome.counts.get("missing", 0) == 0
     assert outcome.counts["not_in_pendo"] == ACCOUNTS // 50 + 1
     assert world.store.pendo_ids_among("accounts", ["short-id", *sorted(have)[:2]]) == set(sorted(have)[:2])
+
+
+def test_progress_counts_toward_the_size_of_the_change_set(world: World):
+    seen: list = []
+    first = world.run("accounts", progress=seen.append)
+    # A first sync sends its whole slice: the total is the table's row count, and the run reaches it.
+    assert (seen[-1].total, seen[-1].done) == (ACCOUNTS, ACCOUNTS)
+    assert seen[-1].line().startswith("200/200 records done, ")
+    assert first.counts["sent"] == ACCOUNTS
+    ids = sorted(world.emulator.records("account"))
+    world.sql(
+        "UPDATE accounts SET seats = 4242 WHERE account_id IN (:a, :b, :c)", a=ids[0], b=ids[1], c=ids[2]
+    )
+    world.sql("DELETE FROM accounts WHERE account_id = :d", d=ids[3])
+    # A full-table diff against the ledger is not counted up front (it would be a second pass): lines
+    # carry no total until the reader has seen every row; then it is exact, the cleared id included.
+    world.emulator.settings.fixed_latency_s = 0.2
+    seen.clear()
+    reconciled = world.run(
+        "accounts",
+        replace(
+            TEST_DELIVERY, batch_records=1, max_batch_records=1, concurrency=1, progress_every_seconds=0.05
+        ),
+        progress=seen.append,
+    )
+    world.emulator.settings.fixed_latency_s = 0
+    assert (
+        seen[0].total == -1 and seen[0].line().startswith("0 records done, ") and "ETA" not in seen[0].line()
+    )
+    assert (seen[-1].total, seen[-1].done) == (4, 4)
+    world.sql(
+        "UPDATE accounts SET seats = 4343, updated_at = :t WHERE account_id IN (:a, :b)",
+        t=reconciled.cursor + dt.timedelta(hours=1),
+        a=ids[0],
+        b=ids[1],
+    )
+    seen.clear()
+    world.run("accounts", progress=seen.append, mode="incremental")
+    assert (seen[0].total, seen[-1].total, seen[-1].done) == (2, 2, 2)
+    seen.clear()
+    world.run("accounts", progress=seen.append, full_refresh=True)
+    assert (seen[-1].total, seen[-1].done) == (ACCOUNTS - 1, ACCOUNTS - 1)

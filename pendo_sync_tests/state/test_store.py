@@ -95,3 +95,27 @@ def test_a_schema_made_by_a_dba_is_enough_without_create_on_the_database(pg_url:
         with pg_admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
             conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+
+
+def test_ids_and_reasons_with_tabs_newlines_and_backslashes_are_stored_as_they_are(store: StateStore) -> None:
+    # PostgreSQL writes batches with COPY, whose text format escapes these characters.
+    awkward = ["tab\there", "new\nline", "back\\slash", "cr\rlf", "\\N", "ünï €"]
+    v1 = store.begin_version("visitors", "r1", "full", None)
+    store.record_batch(
+        "visitors",
+        v1,
+        "r1",
+        confirmed=[(i, f"h{n}") for n, i in enumerate(awkward)],
+        rejects=[Reject("bad\tid", "h9", "invalid", "column 'nps' -> field 'nps_score':\n'n/a'\\x")],
+        new_ids=set(awkward),
+    )
+    assert store.ledger_rows("visitors") == {i: f"h{n}" for n, i in enumerate(awkward)}
+    (reject,) = store.rejects_of("visitors")
+    assert (reject["record_id"], reject["reason"]) == (
+        "bad\tid",
+        "column 'nps' -> field 'nps_score':\n'n/a'\\x",
+    )
+    # Confirming a new id clears its outstanding reject.
+    store.record_batch("visitors", v1, "r1", confirmed=[("bad\tid", "h9")], new_ids={"bad\tid"})
+    assert store.rejects_of("visitors") == []
+    assert store.ledger_rows("visitors")["bad\tid"] == "h9"

@@ -134,13 +134,15 @@ def test_bad_connection_settings_are_refused_with_the_fix(url: str, message: str
 
 
 @pytest.mark.postgres
-def test_postgres_sessions_carry_the_timeout_and_application_name(pg_url: str):
+def test_postgres_sessions_carry_the_timeout_application_name_and_whole_result_plans(pg_url: str):
     for url, timeout in ((pg_url, "1h"), (f"{pg_url}?statement_timeout=5000", "5s")):
         engine = make_engine(url)
         try:
             with engine.connect() as conn:
                 assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == timeout
                 assert conn.execute(sa.text("SHOW application_name")).scalar() == "pendo_sync"
+                # Streamed reads are read to the end: no fast-start plans for them.
+                assert conn.execute(sa.text("SHOW cursor_tuple_fraction")).scalar() == "1"
         finally:
             engine.dispose()
 
