@@ -251,8 +251,9 @@ class _Runner:
         self.delivery: Delivery | None = None
         self._stop = threading.Event()
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(
-            # Enough read-ahead to keep the pool fed; more would only hold records in memory.
-            maxsize=max(2, min(8, settings.concurrency))
+            # Two batches of read-ahead: the reader is the slower side, so a deeper queue only holds
+            # records in memory (8 against 2: no faster, in bench/run.py's full syncs).
+            maxsize=2
         )
         self.total = -1  # records this run will count as done; -1 while unknown
         self._started = time.monotonic()
