@@ -301,14 +301,20 @@ class Bench:
         for size in self.args.sizes:
             table = f"{TABLE}_{size}"
             create_tables(self.engine, table, size)
-            reset_state(self.engine)
-            run = self.sync(table, "full")
-            print(
-                f"[{self.backend}] memory at {size:,} rows: {run['peak_rss_mb']:.0f} MiB, {_rate(run)}",
-                flush=True,
-            )
+            runs = []
+            for i in range(self.args.repeat):
+                reset_state(self.engine)
+                run = self.sync(table, "full")
+                print(f"[{self.backend}] memory at {size:,} rows, run {i + 1}: {_rate(run)}", flush=True)
+                runs.append(run)
             points.append(
-                {"rows": size, "peak_rss_mb": run["peak_rss_mb"], "records_per_s": run["records_per_s"]}
+                {
+                    "rows": size,
+                    "runs": [
+                        {"peak_rss_mb": r["peak_rss_mb"], "records_per_s": r["records_per_s"]} for r in runs
+                    ],
+                    **medians(runs, "peak_rss_mb", "records_per_s"),
+                }
             )
             with self.engine.begin() as conn:
                 conn.execute(sa.text(f"DROP TABLE {table}"))

@@ -632,3 +632,114 @@ def test_a_secret_read_from_secrets_manager_is_redacted_from_alerts(aws: MotoAws
     monkeypatch.delenv("PENDO_INTEGRATION_KEY", raising=False)
     value = read_secret(aws.secret("sm-only-key-4711"), "the Pendo integration key", "X_SECRET_ID", "key")
     assert redact(f"Pendo said no to {value}") == "Pendo said no to ***"
+
+
+def image_build_steps() -> tuple[list[tuple[list[str], str]], str, dict[str, str], list[str]]:
+    """The Dockerfile read as steps: its COPYs (sources, destination), the RUN before the first ARG, its
+    ARG defaults and its CMD; a line of any other instruction fails the test, so the reading keeps up."""
+    lines = re.sub(r"\\\n\s*", " ", (DEPLOY / "Dockerfile").read_text()).splitlines()
+    copies, runs, args, cmd = [], [], {}, []
+    for line in (raw.strip() for raw in lines):
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, rest = line.partition(" ")
+        if instruction == "COPY":
+            *sources, destination = rest.split()
+            copies.append((sources, destination))
+        elif instruction == "RUN":
+            runs.append(rest)
+        elif instruction == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+        elif instruction == "CMD":
+            cmd = json.loads(rest)
+        else:
+            assert instruction in ("FROM", "ENV", "WORKDIR", "USER", "EXPOSE"), line
+    (run,) = runs
+    return copies, run, args, cmd
+
+
+@pytest.mark.slow
+def test_the_images_build_steps_install_pendo_sync_that_serves_its_code(tmp_path: Path):
+    """No Docker engine runs here: the image's steps are replayed instead. Its build context is what its
+    COPY lines name, installed with its own `pip install .` into a clean virtualenv (no site packages);
+    the image's CMD, run from that virtualenv, serves the code location and passes Dagster's health check.
+    What this cannot check is the base image itself (python:3.11-slim)."""
+    copies, run, args, cmd = image_build_steps()
+    assert run.startswith("pip install . ")
+    app, home = tmp_path / "opt/dagster/app", tmp_path / "opt/dagster/dagster_home"
+    app.mkdir(parents=True)
+    home.mkdir(parents=True)
+    for sources, destination in copies:
+        # WORKDIR is the app folder; absolute destinations land under tmp_path, as under the image's root.
+        target = {"./": app, "$DAGSTER_HOME/": home}.get(destination) or (
+            tmp_path / destination.lstrip("/") if destination.startswith("/") else app / destination
+        )
+        for source in sources:
+            source = source.replace("$SYNC_CONFIG", args["SYNC_CONFIG"])
+            path = ROOT / source
+            assert path.exists(), f"the Dockerfile copies {source}, which the repository lacks"
+            if path.is_dir():
+                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+            elif destination.endswith("/"):
+                shutil.copy(path, target / path.name)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run(
+        [str(venv / "bin/pip"), "install", "--quiet", "--disable-pip-version-check", "."],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    assert (app / "syncs.yaml").read_text() == (ROOT / args["SYNC_CONFIG"]).read_text()
+    port = free_port()
+    assert cmd[0] == "dagster" and cmd[cmd.index("--port") + 1] == "4000"
+    cmd[cmd.index("--port") + 1] = str(port)
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(home),
+        "PENDO_SYNC_CONFIG": str(app / "syncs.yaml"),
+        "PENDO_SYNC_HOME": str(tmp_path / "state"),
+    }
+    log = (tmp_path / "code_server.log").open("w")
+    server = subprocess.Popen(
+        [str(venv / "bin" / cmd[0]), *cmd[1:]],
+        cwd=tmp_path,  # not the checkout: the installed package, not the source tree, is served
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "code_server.log").read_text()[-3000:]
+            check = subprocess.run(
+                [str(venv / "bin/dagster"), "api", "grpc-health-check", "--port", str(port)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if check.returncode == 0:
+                break
+            assert time.monotonic() < deadline, check.stderr
+            time.sleep(1)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+    served = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import pendo_sync; print(pendo_sync.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert served.stdout.startswith(str(venv)), served.stdout + served.stderr  # installed, not the checkout
