@@ -21,6 +21,7 @@ from pendo_sync.warehouse.slices import (
     HASH_COL,
     ID_COL,
     Slice,
+    count_rows,
     id_text,
     row_hash,
     slice_predicate,
@@ -113,13 +114,7 @@ class ChangeSet:
         on top); an incremental window's diff is small enough to count twice. The diff of a whole table
         against a full ledger is not counted: that would double the cost of the run's largest pass."""
         if not self.spec.existing_ids_only and (self.full_refresh or self.fresh):
-            rel = source_relation(self.spec)
-            stmt = sa.select(sa.func.count()).select_from(rel)
-            predicate = slice_predicate(rel, self.spec, self.window)
-            if predicate is not None:
-                stmt = stmt.where(predicate)
-            with self.warehouse.connect() as conn:
-                return int(conn.execute(stmt).scalar() or 0)
+            return count_rows(self.warehouse, self.spec, self.window)
         return -1 if with_deletes else self.count_changed()
 
     def count_changed(self, existing_only: bool = True) -> int:

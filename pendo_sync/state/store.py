@@ -409,7 +409,7 @@ class StateStore:
             )
         # Most batches of most runs have no reject to clear: one indexed probe spares a DELETE whose
         # 5,000-value IN list alone takes DuckDB ~30 ms to plan (and PostgreSQL ~50 ms to run).
-        if not self._has_rejects(conn, sync_name):
+        if not self._has_rows(conn, self.rejects, sync_name):
             return
         for chunk in _chunks(ledger_ids + reject_ids, ID_CHUNK):
             conn.execute(
@@ -418,16 +418,17 @@ class StateStore:
                 )
             )
 
-    def _has_rejects(self, conn: Connection, sync_name: str) -> bool:
-        found = conn.execute(
-            sa.select(self.rejects.c.record_id).where(self.rejects.c.sync_name == sync_name).limit(1)
-        )
+    def _has_rows(self, conn: Connection, table: sa.Table, sync_name: str) -> bool:
+        """One indexed probe: does the sync have any row in this table."""
+        found = conn.execute(sa.select(table.c.record_id).where(table.c.sync_name == sync_name).limit(1))
         return found.first() is not None
 
     def _insert(
         self, conn: Connection, table: sa.Table, columns: dict[str, Sequence[Any]], constants: dict[str, Any]
     ) -> None:
         """Insert rows given column by column (equal lengths), with `constants` the same in every row."""
+        if not any(columns.values()):
+            return
         names = list(columns) + list(constants)
         quoted = ", ".join(self.engine.dialect.identifier_preparer.quote(name) for name in names)
         into = f"INSERT INTO {self._quoted(table)} ({quoted})"
@@ -528,10 +529,9 @@ class StateStore:
     def is_fresh(self, sync_name: str) -> bool:
         """Neither a confirmed row nor a reject for the sync: its next change set is its whole slice."""
         with self.engine.connect() as conn:
-            confirmed = conn.execute(
-                sa.select(self.ledger.c.record_id).where(self.ledger.c.sync_name == sync_name).limit(1)
-            ).first()
-            return confirmed is None and not self._has_rejects(conn, sync_name)
+            return not (
+                self._has_rows(conn, self.ledger, sync_name) or self._has_rows(conn, self.rejects, sync_name)
+            )
 
     def ledger_count(self, sync_name: str) -> int:
         with self.engine.connect() as conn:

@@ -177,15 +177,15 @@ def connection_settings(url: URL) -> ConnectionSettings:
         if own.get("iam", "").lower() in ("true", "1", "yes"):
             iam = _redshift_iam(url, own)
     else:
+        if set(own) - {"statement_timeout"}:
+            raise WarehouseUrlError(
+                f"{', '.join(sorted(set(own) - {'statement_timeout'}))} in the warehouse URL only apply to "
+                "Redshift (redshift+psycopg2://); remove them"
+            )
         # Every cursor pendo_sync opens is read to its end; PostgreSQL plans a cursor for its first 10% of
         # rows, which for the change set's joins means a slow nested loop (6.0 s against 0.8 s for the
         # deleted-ids anti join over a million rows). Redshift has no such setting.
         session_sql.append("SET cursor_tuple_fraction TO 1.0")
-    if backend != "redshift" and set(own) - {"statement_timeout"}:
-        raise WarehouseUrlError(
-            f"{', '.join(sorted(set(own) - {'statement_timeout'}))} in the warehouse URL only apply to Redshift "
-            "(redshift+psycopg2://); remove them"
-        )
     return ConnectionSettings(url.set(query=query), connect_args, session_sql, iam)
 
 

@@ -130,10 +130,15 @@ def max_replication_key(engine: Engine, spec: SyncSpec, window: Slice) -> Any:
         return conn.execute(stmt).scalar()
 
 
-def count_rows(engine: Engine, spec: SyncSpec) -> int:
+def count_rows(engine: Engine, spec: SyncSpec, window: Slice | None = None) -> int:
+    """Rows of the source, or of one slice of it."""
     rel = source_relation(spec)
+    stmt = sa.select(sa.func.count()).select_from(rel)
+    predicate = slice_predicate(rel, spec, window) if window is not None else None
+    if predicate is not None:
+        stmt = stmt.where(predicate)
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(rel)).scalar() or 0)
+        return int(conn.execute(stmt).scalar() or 0)
 
 
 def stream_rows(engine: Engine, stmt: sa.Executable, chunk_rows: int) -> Iterator[Sequence[sa.Row[Any]]]:

@@ -569,13 +569,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def image_command(port: int) -> list[str]:
-    """The Dockerfile's CMD, on a free port and this environment's dagster."""
+def image_command(port: int, bin_dir: Path = BIN) -> list[str]:
+    """The Dockerfile's CMD, on a free port and the dagster of `bin_dir` (this environment's by default)."""
     (cmd,) = re.findall(r"^CMD (\[.*\])$", (DEPLOY / "Dockerfile").read_text(), re.M)
     args = json.loads(cmd)
     assert args[0] == "dagster" and args[args.index("--port") + 1] == "4000"
     args[args.index("--port") + 1] = str(port)
-    return [str(BIN / "dagster"), *args[1:]]
+    return [str(bin_dir / "dagster"), *args[1:]]
+
+
+@contextlib.contextmanager
+def code_server(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """The code server of `command`, up until Dagster's health check passes; killed on leaving."""
+    log_path = cwd / "code_server.log"
+    log = log_path.open("w")
+    dagster = str(Path(command[0]).parent / "dagster")
+    server = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            check = subprocess.run(
+                [dagster, "api", "grpc-health-check", "--port", str(port)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if check.returncode == 0:
+                break
+            assert time.monotonic() < deadline, check.stderr
+            time.sleep(1)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # the code server and the process it serves from
+        server.wait(timeout=30)
+        log.close()
 
 
 @pytest.mark.slow
@@ -586,30 +617,7 @@ def test_the_workspace_reaches_the_images_code_server(production_env: dict[str, 
     home = dagster_home(tmp_path)
     port = free_port()
     env = dict(os.environ, DAGSTER_HOME=str(home), PENDO_SYNC_HOME=str(tmp_path / "home"))
-    log = (tmp_path / "code_server.log").open("w")
-    server = subprocess.Popen(
-        image_command(port),
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (tmp_path / "code_server.log").read_text()[-3000:]
-            check = subprocess.run(
-                [str(BIN / "dagster"), "api", "grpc-health-check", "--port", str(port)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            if check.returncode == 0:
-                break
-            assert time.monotonic() < deadline, check.stderr
-            time.sleep(1)
+    with code_server(image_command(port), port, env, tmp_path):
         done = subprocess.run(
             [str(BIN / "dagster"), "definitions", "validate", "-w", str(home / "workspace.yaml")],
             env=dict(env, PENDO_SYNC_CODE_HOST="127.0.0.1", PENDO_SYNC_CODE_PORT=str(port)),
@@ -620,10 +628,6 @@ def test_the_workspace_reaches_the_images_code_server(production_env: dict[str, 
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "All code locations passed validation." in done.stdout + done.stderr
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)  # the code server and the process it serves from
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_a_secret_read_from_secrets_manager_is_redacted_from_alerts(aws: MotoAws, monkeypatch):
@@ -634,11 +638,11 @@ def test_a_secret_read_from_secrets_manager_is_redacted_from_alerts(aws: MotoAws
     assert redact(f"Pendo said no to {value}") == "Pendo said no to ***"
 
 
-def image_build_steps() -> tuple[list[tuple[list[str], str]], str, dict[str, str], list[str]]:
-    """The Dockerfile read as steps: its COPYs (sources, destination), the RUN before the first ARG, its
-    ARG defaults and its CMD; a line of any other instruction fails the test, so the reading keeps up."""
+def image_build_steps() -> tuple[list[tuple[list[str], str]], str, dict[str, str]]:
+    """The Dockerfile read as build steps: its COPYs (sources, destination), its one RUN and its ARG
+    defaults (its CMD is image_command's); any other instruction fails the test, so the reading keeps up."""
     lines = re.sub(r"\\\n\s*", " ", (DEPLOY / "Dockerfile").read_text()).splitlines()
-    copies, runs, args, cmd = [], [], {}, []
+    copies, runs, args = [], [], {}
     for line in (raw.strip() for raw in lines):
         if not line or line.startswith("#"):
             continue
@@ -651,12 +655,10 @@ def image_build_steps() -> tuple[list[tuple[list[str], str]], str, dict[str, str
         elif instruction == "ARG":
             name, _, default = rest.partition("=")
             args[name] = default
-        elif instruction == "CMD":
-            cmd = json.loads(rest)
         else:
-            assert instruction in ("FROM", "ENV", "WORKDIR", "USER", "EXPOSE"), line
+            assert instruction in ("FROM", "ENV", "WORKDIR", "USER", "EXPOSE", "CMD"), line
     (run,) = runs
-    return copies, run, args, cmd
+    return copies, run, args
 
 
 @pytest.mark.slow
@@ -665,7 +667,7 @@ def test_the_images_build_steps_install_pendo_sync_that_serves_its_code(tmp_path
     COPY lines name, installed with its own `pip install .` into a clean virtualenv (no site packages);
     the image's CMD, run from that virtualenv, serves the code location and passes Dagster's health check.
     What this cannot check is the base image itself (python:3.11-slim)."""
-    copies, run, args, cmd = image_build_steps()
+    copies, run, args = image_build_steps()
     assert run.startswith("pip install . ")
     app, home = tmp_path / "opt/dagster/app", tmp_path / "opt/dagster/dagster_home"
     app.mkdir(parents=True)
@@ -698,8 +700,6 @@ def test_the_images_build_steps_install_pendo_sync_that_serves_its_code(tmp_path
     assert pip.returncode == 0, pip.stderr[-3000:]
     assert (app / "syncs.yaml").read_text() == (ROOT / args["SYNC_CONFIG"]).read_text()
     port = free_port()
-    assert cmd[0] == "dagster" and cmd[cmd.index("--port") + 1] == "4000"
-    cmd[cmd.index("--port") + 1] = str(port)
     env = {
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
         "HOME": str(tmp_path),
@@ -707,39 +707,16 @@ def test_the_images_build_steps_install_pendo_sync_that_serves_its_code(tmp_path
         "PENDO_SYNC_CONFIG": str(app / "syncs.yaml"),
         "PENDO_SYNC_HOME": str(tmp_path / "state"),
     }
-    log = (tmp_path / "code_server.log").open("w")
-    server = subprocess.Popen(
-        [str(venv / "bin" / cmd[0]), *cmd[1:]],
-        cwd=tmp_path,  # not the checkout: the installed package, not the source tree, is served
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (tmp_path / "code_server.log").read_text()[-3000:]
-            check = subprocess.run(
-                [str(venv / "bin/dagster"), "api", "grpc-health-check", "--port", str(port)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            if check.returncode == 0:
-                break
-            assert time.monotonic() < deadline, check.stderr
-            time.sleep(1)
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=30)
-    served = subprocess.run(
-        [str(venv / "bin/python"), "-c", "import pendo_sync; print(pendo_sync.__file__)"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert served.stdout.startswith(str(venv)), served.stdout + served.stderr  # installed, not the checkout
+    # Run from tmp_path, not the checkout: the installed package, not the source tree, is served.
+    with code_server(image_command(port, venv / "bin"), port, env, tmp_path):
+        served = subprocess.run(
+            [str(venv / "bin/python"), "-c", "import pendo_sync; print(pendo_sync.__file__)"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert served.stdout.startswith(str(venv)), (
+            served.stdout + served.stderr
+        )  # installed, not the checkout
