@@ -8,7 +8,7 @@ bounded by the chunk size.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +20,16 @@ from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.slices import (
     HASH_COL,
     ID_COL,
+    ROWID,
     Slice,
     count_rows,
     id_text,
     row_hash,
+    rowid_end,
+    rowid_pages,
     slice_predicate,
     source_relation,
+    spooled_rows,
     stream_rows,
 )
 
@@ -58,7 +62,7 @@ class ChangeSet:
     def ledger_in_warehouse(self) -> bool:
         return self.state.engine.url == self.warehouse.url
 
-    def _hashed_source(self) -> sa.Subquery:
+    def _hashed_source(self, rowids: tuple[int, int] | None = None) -> sa.Subquery:
         rel = source_relation(self.spec)
         stmt = sa.select(
             id_text(rel, self.spec).label(ID_COL),
@@ -68,6 +72,8 @@ class ChangeSet:
         predicate = slice_predicate(rel, self.spec, self.window)
         if predicate is not None:
             stmt = stmt.where(predicate)
+        if rowids is not None:
+            stmt = stmt.where(ROWID.between(rowids[0], rowids[1] - 1))
         return stmt.subquery("h")
 
     def _rows_of(self, hashed: sa.Subquery, prev: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
@@ -133,7 +139,7 @@ class ChangeSet:
 
     def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
         if self.ledger_in_warehouse:
-            for part in stream_rows(self.warehouse, self.changed_query(), chunk_rows):
+            for part in self._diff_parts(chunk_rows):
                 yield [_changed_row(r) for r in part]
             return
         for part in stream_rows(self.warehouse, self._rows_of(self._hashed_source(), None), chunk_rows):
@@ -156,6 +162,39 @@ class ChangeSet:
             if changed:
                 yield changed
 
+    def _diff_parts(self, chunk_rows: int) -> Iterator[Sequence[sa.Row[Any]]]:
+        """The join diff in chunks. On DuckDB, a first sync or a full refresh (its change set is the whole
+        slice, no join needed) reads the source table by rowid range, hashing as it goes."""
+        whole_slice = (self.fresh or self.full_refresh) and not self.spec.existing_ids_only
+        end = rowid_end(self.warehouse, self.spec) if whole_slice and self._on_duckdb else None
+        if end is None:
+            yield from self._read(self.changed_query(), chunk_rows, "changes")
+            return
+        # A first sync's rows are all new to the ledger (prev NULL); a refresh does not look (as in changed_query).
+        prev = None if self.full_refresh else sa.null()
+        yield from rowid_pages(
+            self.warehouse,
+            lambda start, stop: self._rows_of(self._hashed_source((start, stop)), prev),
+            end,
+            chunk_rows,
+        )
+
+    @property
+    def _on_duckdb(self) -> bool:
+        return self.warehouse.dialect.name == "duckdb"
+
+    def _read(self, stmt: sa.Select[Any], chunk_rows: int, purpose: str) -> Iterator[Sequence[sa.Row[Any]]]:
+        """A query over the warehouse and the ledger, in chunks, while the run writes the ledger.
+        PostgreSQL and Redshift stream it through one server-side cursor. DuckDB cannot: while any
+        transaction is open it keeps the undo buffers of every later commit and does not checkpoint, so a
+        read open across the run's ledger writes holds memory in proportion to the rows written. There the
+        result is copied once into a scratch table beside the ledger and read from it a range at a time."""
+        if not self._on_duckdb:
+            yield from stream_rows(self.warehouse, stmt, chunk_rows)
+            return
+        scratch = f"{purpose}_{self.spec.name}"  # one run of a sync at a time (the run lock)
+        yield from spooled_rows(self.warehouse, stmt, chunk_rows, self.state.schema, scratch)
+
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
         """Ids in the ledger that are no longer in the source (meaningful only for a full slice)."""
         if self.fresh:
@@ -168,7 +207,7 @@ class ChangeSet:
                 ledger.c.sync_name == self.spec.name,
                 ~sa.exists().where(source_id == ledger.c.record_id),
             )
-            for part in stream_rows(self.warehouse, gone, chunk_rows):
+            for part in self._read(gone, chunk_rows, "gone"):
                 yield [r[0] for r in part]
             return
         for ids in self.state.ledger_ids(self.spec.name, chunk_rows):

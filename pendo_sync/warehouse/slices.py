@@ -7,7 +7,7 @@ Every statement here must also run on Redshift (tested by compiling with its dia
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +148,65 @@ def stream_rows(engine: Engine, stmt: sa.Executable, chunk_rows: int) -> Iterato
             stream_results=True, max_row_buffer=chunk_rows, yield_per=chunk_rows
         ).execute(stmt)
         yield from result.partitions(chunk_rows)
+
+
+# DuckDB's row number of a table row: `WHERE rowid >= a AND rowid < b` reads only the row groups that hold
+# the range.
+ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())
+
+
+def rowid_end(engine: Engine, spec: SyncSpec) -> int | None:
+    """DuckDB: one past the largest rowid of the sync's source table; None where the source is a view or
+    a query, which has no rowids."""
+    if not spec.table:
+        return None
+    schema, name = split_table_name(spec.table)
+    kind = sa.text(
+        "SELECT table_type FROM information_schema.tables "
+        "WHERE table_name = :name AND table_schema = coalesce(:schema, current_schema())"
+    )
+    with engine.connect() as conn:
+        if conn.execute(kind, {"name": name, "schema": schema}).scalar() != "BASE TABLE":
+            return None
+        rel = sa.table(name, schema=schema)
+        last = conn.execute(sa.select(sa.func.max(ROWID)).select_from(rel)).scalar()
+        return 0 if last is None else int(last) + 1
+
+
+def rowid_pages(
+    engine: Engine, page: Callable[[int, int], sa.Select[Any]], end: int, chunk_rows: int
+) -> Iterator[Sequence[sa.Row[Any]]]:
+    """The rows of page(start, stop) for consecutive rowid ranges up to end, each read in a transaction
+    of its own; empty pages are skipped."""
+    for start in range(0, end, chunk_rows):
+        with engine.connect() as conn:
+            rows = conn.execute(page(start, start + chunk_rows)).all()
+        if rows:
+            yield rows
+
+
+def spooled_rows(
+    engine: Engine, stmt: sa.Select[Any], chunk_rows: int, schema: str, name: str
+) -> Iterator[Sequence[sa.Row[Any]]]:
+    """DuckDB: the rows of stmt, copied by one statement into a scratch table, then read from it in rowid
+    ranges (rowid_pages); the table is dropped at the end, and replaced if a crashed run left it."""
+    create = stmt.into(name, schema=schema)
+    spool = create.table
+    drop = sa.schema.DropTable(spool, if_exists=True)
+    with engine.begin() as conn:
+        conn.execute(drop)
+        conn.execute(create)
+        end = int(conn.execute(sa.select(sa.func.count()).select_from(spool)).scalar() or 0)
+    try:
+        yield from rowid_pages(
+            engine,
+            lambda start, stop: sa.select(spool).where(ROWID.between(start, stop - 1)).order_by(ROWID),
+            end,
+            chunk_rows,
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(drop)
 
 
 def lookback_lower(cursor: Any, lookback_seconds: int) -> Any:

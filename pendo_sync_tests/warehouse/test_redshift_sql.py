@@ -147,11 +147,19 @@ def _pendo_sync_frames() -> list[traceback.FrameSummary]:
 
 
 # -- what Redshift would run, and what keeps it from running it --------------------------------------
+# Where DuckDB reads a change set by rowid range (engine/changeset.py: no transaction open across the
+# run's ledger writes): a scratch copy of the diff, its pages, the source table's rowid bound and pages.
+DUCKDB_RANGED_READS = {"spooled_rows", "rowid_pages", "rowid_end"}
+
+
 def redshift_equivalent(executed: Executed) -> Any | None:
     """The statement a Redshift engine runs in place of this one, or None for a DuckDB-only branch."""
     stmt = executed.statement
     if executed.backend == "duckdb" and executed.frames[0].name == "_insert":
         return None  # DuckDB's multi-VALUES chunk; on Redshift `_insert` is the executemany insert
+    if executed.backend == "duckdb" and executed.frames[0].name in DUCKDB_RANGED_READS:
+        # DuckDB reads a change set a rowid range at a time; Redshift streams the same SELECT instead.
+        return stmt.selectable if isinstance(stmt, sa.schema.CreateTableAs) else None
     if isinstance(stmt, sa.TextClause) and "information_schema.columns" in stmt.text:
         filters = stmt.compile().params  # the expanding lists the statement was built with
         columns, _ = discovery_statements("redshift", filters.get("schemas"), filters.get("tables"))
