@@ -5,7 +5,7 @@ exactly the rows the one-query diff finds."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,27 +19,28 @@ from pendo_sync_tests.world import World
 CHUNK = 7  # many chunks, some ranges with no rows left in them
 
 
-def read_between_writes(world: World, chunks: Iterator[list[Any]]) -> list[Any]:
-    """Every chunk, checking that no warehouse connection (so no transaction) is held while the caller
-    has a chunk, which is when the run writes the ledger."""
-    held = [0]
+def read_between_writes(world: World, chunks: Iterator[Sequence[Any]]) -> list[Any]:
+    """Every chunk, checking that no warehouse transaction is open while the caller has a chunk, which
+    is when the run writes the ledger."""
+    open_transactions = [0]
 
-    def checkout(*_: Any) -> None:
-        held[0] += 1
+    def begin(*_: Any) -> None:
+        open_transactions[0] += 1
 
-    def checkin(*_: Any) -> None:
-        held[0] -= 1
+    def end(*_: Any) -> None:
+        open_transactions[0] -= 1
 
-    sa.event.listen(world.engine, "checkout", checkout)
-    sa.event.listen(world.engine, "checkin", checkin)
+    events = {"begin": begin, "commit": end, "rollback": end}
+    for name, listener in events.items():
+        sa.event.listen(world.engine, name, listener)
     rows: list[Any] = []
     try:
         for chunk in chunks:
-            assert held[0] == 0, "a warehouse connection is held between chunks"
+            assert open_transactions[0] == 0, "a warehouse transaction is open between chunks"
             rows += chunk
     finally:
-        sa.event.remove(world.engine, "checkout", checkout)
-        sa.event.remove(world.engine, "checkin", checkin)
+        for name, listener in events.items():
+            sa.event.remove(world.engine, name, listener)
     return rows
 
 
