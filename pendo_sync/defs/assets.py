@@ -169,12 +169,12 @@ def execute_sync(
         alerts.send(
             Alert(
                 title=f"pendo_sync: {spec.name} rejected {outcome.reject_share:.1%} of rows",
-                text=f"Sync: {spec.name}\nRun: {context.run_id}\nRejected share {outcome.reject_share:.2%} is above "
+                text=f"Sync: {spec.name}\nRun: {context.run.run_id}\nRejected share {outcome.reject_share:.2%} is above "
                 f"{spec.max_reject_share:.2%}: {outcome.counts.get('missing', 0)} missing, "
                 f"{outcome.counts.get('rejected', 0)} rejected. Reasons: pendo-sync state show {spec.name}",
                 sync=spec.name,
-                run_id=context.run_id,
-                link=alerts.run_link(context.run_id),
+                run_id=context.run.run_id,
+                link=alerts.run_link(context.run.run_id),
             )
         )
     check = dg.AssetCheckResult(
@@ -243,7 +243,7 @@ def build_pendo_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
         archive: RunArchiveResource,
     ) -> dg.MaterializeResult:
         mode = config.mode if config.mode != "auto" else ("incremental" if spec.replication_key else "full")
-        options = RunOptions(mode=mode, full_refresh=config.full_refresh, run_id=context.run_id)
+        options = RunOptions(mode=mode, full_refresh=config.full_refresh, run_id=context.run.run_id)
         return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options, archive)
 
     return live_sync
@@ -278,7 +278,7 @@ def build_daily_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDe
     ) -> dg.MaterializeResult:
         window = (source.window.lower, source.window.upper)
         options = RunOptions(
-            mode="backfill", window=window, full_refresh=config.full_refresh, run_id=context.run_id
+            mode="backfill", window=window, full_refresh=config.full_refresh, run_id=context.run.run_id
         )
         return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options, archive)
 
