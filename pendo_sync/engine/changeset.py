@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.engines import backend_of
 from pendo_sync.warehouse.slices import (
     HASH_COL,
     ID_COL,
@@ -57,6 +58,11 @@ class ChangeSet:
 
     def __post_init__(self) -> None:
         self.fresh = self.state.is_fresh(self.spec.name)
+
+    @property
+    def whole_slice(self) -> bool:
+        """The change set is every row of the slice (a first sync or a full refresh), no diff needed."""
+        return (self.fresh or self.full_refresh) and not self.spec.existing_ids_only
 
     @property
     def ledger_in_warehouse(self) -> bool:
@@ -119,7 +125,7 @@ class ChangeSet:
         sends its whole slice, which a plain count says without hashing a row (a refresh's deleted ids come
         on top); an incremental window's diff is small enough to count twice. The diff of a whole table
         against a full ledger is not counted: that would double the cost of the run's largest pass."""
-        if not self.spec.existing_ids_only and (self.full_refresh or self.fresh):
+        if self.whole_slice:
             return count_rows(self.warehouse, self.spec, self.window)
         return -1 if with_deletes else self.count_changed()
 
@@ -165,8 +171,8 @@ class ChangeSet:
     def _diff_parts(self, chunk_rows: int) -> Iterator[Sequence[sa.Row[Any]]]:
         """The join diff in chunks. On DuckDB, a first sync or a full refresh (its change set is the whole
         slice, no join needed) reads the source table by rowid range, hashing as it goes."""
-        whole_slice = (self.fresh or self.full_refresh) and not self.spec.existing_ids_only
-        end = rowid_end(self.warehouse, self.spec) if whole_slice and self._on_duckdb else None
+        on_duckdb = backend_of(self.warehouse) == "duckdb"
+        end = rowid_end(self.warehouse, self.spec) if self.whole_slice and on_duckdb else None
         if end is None:
             yield from self._read(self.changed_query(), chunk_rows, "changes")
             return
@@ -179,17 +185,13 @@ class ChangeSet:
             chunk_rows,
         )
 
-    @property
-    def _on_duckdb(self) -> bool:
-        return self.warehouse.dialect.name == "duckdb"
-
     def _read(self, stmt: sa.Select[Any], chunk_rows: int, purpose: str) -> Iterator[Sequence[sa.Row[Any]]]:
         """A query over the warehouse and the ledger, in chunks, while the run writes the ledger.
         PostgreSQL and Redshift stream it through one server-side cursor. DuckDB cannot: while any
         transaction is open it keeps the undo buffers of every later commit and does not checkpoint, so a
         read open across the run's ledger writes holds memory in proportion to the rows written. There the
         result is copied once into a scratch table beside the ledger and read from it a range at a time."""
-        if not self._on_duckdb:
+        if backend_of(self.warehouse) != "duckdb":
             yield from stream_rows(self.warehouse, stmt, chunk_rows)
             return
         scratch = f"{purpose}_{self.spec.name}"  # one run of a sync at a time (the run lock)

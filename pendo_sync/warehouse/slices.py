@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
+from pendo_sync.warehouse.catalog import describe_table
 
 # Redshift's bare VARCHAR is VARCHAR(256) and would truncate long text before hashing.
 TEXT = sa.String(65535)
@@ -159,19 +160,16 @@ ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())
 def rowid_end(engine: Engine, spec: SyncSpec) -> int | None:
     """DuckDB: one past the largest rowid of the sync's source table; None where the source is a view or
     a query, which has no rowids."""
-    if not spec.table:
+    table = describe_table(engine, spec.table) if spec.table else None
+    if table is None or table.is_view:
         return None
-    schema, name = split_table_name(spec.table)
-    kind = sa.text(
-        "SELECT table_type FROM information_schema.tables "
-        "WHERE table_name = :name AND table_schema = coalesce(:schema, current_schema())"
-    )
     with engine.connect() as conn:
-        if conn.execute(kind, {"name": name, "schema": schema}).scalar() != "BASE TABLE":
-            return None
-        rel = sa.table(name, schema=schema)
-        last = conn.execute(sa.select(sa.func.max(ROWID)).select_from(rel)).scalar()
-        return 0 if last is None else int(last) + 1
+        return _rowid_end(conn, sa.table(table.name, schema=table.schema))
+
+
+def _rowid_end(conn: sa.Connection, table: sa.TableClause) -> int:
+    last = conn.execute(sa.select(sa.func.max(ROWID)).select_from(table)).scalar()
+    return 0 if last is None else int(last) + 1
 
 
 def rowid_pages(
@@ -199,7 +197,7 @@ def spooled_rows(
     with engine.begin() as conn:
         conn.execute(drop)
         conn.execute(create)
-        end = int(conn.execute(sa.select(sa.func.count()).select_from(spool)).scalar() or 0)
+        end = _rowid_end(conn, spool)
     try:
         yield from rowid_pages(
             engine,
