@@ -164,12 +164,9 @@ def rowid_end(engine: Engine, spec: SyncSpec) -> int | None:
     if table is None or table.is_view:
         return None
     with engine.connect() as conn:
-        return _rowid_end(conn, sa.table(table.name, schema=table.schema))
-
-
-def _rowid_end(conn: sa.Connection, table: sa.TableClause) -> int:
-    last = conn.execute(sa.select(sa.func.max(ROWID)).select_from(table)).scalar()
-    return 0 if last is None else int(last) + 1
+        rel = sa.table(table.name, schema=table.schema)
+        last = conn.execute(sa.select(sa.func.max(ROWID)).select_from(rel)).scalar()
+        return 0 if last is None else int(last) + 1
 
 
 def rowid_pages(
@@ -197,7 +194,7 @@ def spooled_rows(
     with engine.begin() as conn:
         conn.execute(drop)
         conn.execute(create)
-        end = _rowid_end(conn, spool)
+        end = int(conn.execute(sa.select(sa.func.count()).select_from(spool)).scalar() or 0)
     try:
         yield from rowid_pages(
             engine,

@@ -149,7 +149,7 @@ def _pendo_sync_frames() -> list[traceback.FrameSummary]:
 # -- what Redshift would run, and what keeps it from running it --------------------------------------
 # Where DuckDB reads a change set by rowid range (engine/changeset.py: no transaction open across the
 # run's ledger writes): a scratch copy of the diff, its pages, the source table's rowid bound and pages.
-DUCKDB_RANGED_READS = {"spooled_rows", "rowid_pages", "_rowid_end"}
+DUCKDB_RANGED_READS = {"spooled_rows", "rowid_pages", "rowid_end"}
 
 
 def redshift_equivalent(executed: Executed) -> Any | None:
