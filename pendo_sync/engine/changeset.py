@@ -153,7 +153,9 @@ class ChangeSet:
             ids = [r[0] for r in rows if r[0] is not None]
             confirmed: dict[str, str] = {}
             skip: set[tuple[str, str]] = set()
-            if not self.full_refresh:
+            # A first sync has nothing to look up: what the ledger holds now, this run wrote (and looking
+            # would probe a table growing under stale statistics, which PostgreSQL plans as a full scan).
+            if not self.full_refresh and not self.fresh:
                 confirmed = self.state.ledger_hashes(self.spec.name, ids)
                 if self.missing_since is not None:
                     skip = self.state.recent_missing(self.spec.name, ids, self.missing_since)
