@@ -1,6 +1,7 @@
 """The change set: which rows of a slice differ from what Pendo last confirmed, and which ids left the source.
 
-With the ledger in the warehouse the diff is one SQL join, done by the database at any size. With the
+With the ledger in the warehouse the diff is one SQL join, done by the database at any size (on DuckDB,
+which joins inside the sync's own process, a join over millions of rows is done in parts of the id space). With the
 ledger in a separate state database (read-only warehouse) the diff streams chunk by chunk, with memory
 bounded by the chunk size.
 """
@@ -8,7 +9,7 @@ bounded by the chunk size.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,15 @@ from pendo_sync.warehouse.slices import (
     spooled_rows,
     stream_rows,
 )
+
+# DuckDB runs a sync's joins in the sync's own process, within its memory_limit (64 MB by default), and its
+# hash join needs a floor that grows with the rows joined: at 64 MB a diff of 5,000,000 rows with the
+# ledger completes and one of 10,000,000 fails with "Out of Memory". A join over more rows than this is
+# split by a hash of the id into parts, each joined apart (one more scan of both sides a part).
+DUCKDB_JOIN_ROWS = 2_000_000
+
+# A part of the id space: (k, n), the ids whose hash is k modulo n.
+Part = tuple[int, int]
 
 # One changed row: (record id as text, hash of mapped values, whether the ledger lacks the id, mapped values
 # in spec.fields order).
@@ -68,10 +78,11 @@ class ChangeSet:
     def ledger_in_warehouse(self) -> bool:
         return self.state.engine.url == self.warehouse.url
 
-    def _hashed_source(self, rowids: tuple[int, int] | None = None) -> sa.Subquery:
+    def _hashed_source(self, rowids: tuple[int, int] | None = None, part: Part | None = None) -> sa.Subquery:
         rel = source_relation(self.spec)
+        source_id = id_text(rel, self.spec)
         stmt = sa.select(
-            id_text(rel, self.spec).label(ID_COL),
+            source_id.label(ID_COL),
             row_hash(rel, self.spec, self.column_types).label(HASH_COL),
             *[rel.c[m.column] for m in self.spec.fields],
         )
@@ -80,7 +91,8 @@ class ChangeSet:
             stmt = stmt.where(predicate)
         if rowids is not None:
             stmt = stmt.where(ROWID.between(rowids[0], rowids[1] - 1))
-        return stmt.subquery("h")
+        # On the source's own id, below the hash: a part hashes only its own rows.
+        return stmt.where(*in_part_of(source_id, part)).subquery("h")
 
     def _rows_of(self, hashed: sa.Subquery, prev: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
         """Columns in ChangedRow order; prev None: whether the ledger has the id is not known here."""
@@ -91,22 +103,32 @@ class ChangeSet:
             *[hashed.c[m.column] for m in self.spec.fields],
         )
 
-    def changed_query(self, existing_only: bool = True) -> sa.Select[Any]:
+    def changed_query(self, existing_only: bool = True, part: Part | None = None) -> sa.Select[Any]:
         """The SQL-join diff: hashed slice rows whose hash the ledger lacks, less ids recently reported missing
-        (and, for existing_ids_only syncs, less ids not in the stored list of ids Pendo has)."""
-        hashed = self._hashed_source()
+        (and, for existing_ids_only syncs, less ids not in the stored list of ids Pendo has); with `part`,
+        only the ids of that part (on both sides of the join)."""
+        hashed = self._hashed_source(part=part)
         # The ledger's hash of each row (NULL: the ledger lacks the id); a full refresh does not look.
         stmt = self._rows_of(hashed, None if self.full_refresh else self.state.ledger.c.row_hash)
         if self.spec.existing_ids_only and existing_only:
             known = self.state.pendo_ids
             stmt = stmt.where(
-                sa.exists().where(known.c.sync_name == self.spec.name, known.c.record_id == hashed.c[ID_COL])
+                sa.exists().where(
+                    known.c.sync_name == self.spec.name,
+                    known.c.record_id == hashed.c[ID_COL],
+                    *in_part_of(known.c.record_id, part),
+                )
             )
         if self.full_refresh:
             return stmt
         ledger, rejects = self.state.ledger, self.state.rejects
         stmt = stmt.outerjoin(
-            ledger, sa.and_(ledger.c.sync_name == self.spec.name, ledger.c.record_id == hashed.c[ID_COL])
+            ledger,
+            sa.and_(
+                ledger.c.sync_name == self.spec.name,
+                ledger.c.record_id == hashed.c[ID_COL],
+                *in_part_of(ledger.c.record_id, part),
+            ),
         ).where(sa.or_(ledger.c.row_hash.is_(None), ledger.c.row_hash != hashed.c[HASH_COL]))
         if self.missing_since is not None:
             recently_missing = sa.exists().where(
@@ -132,9 +154,12 @@ class ChangeSet:
     def count_changed(self, existing_only: bool = True) -> int:
         """Size of the change set (for progress and ETA); -1 in separate-state mode (it would cost a pass)."""
         if self.ledger_in_warehouse:
-            counted = sa.select(sa.func.count()).select_from(self.changed_query(existing_only).subquery())
+            total = 0
             with self.warehouse.connect() as conn:
-                return int(conn.execute(counted).scalar() or 0)
+                for part in self._parts():
+                    query = self.changed_query(existing_only, part).subquery()
+                    total += int(conn.execute(sa.select(sa.func.count()).select_from(query)).scalar() or 0)
+            return total
         return -1  # unknown without a full pass; progress shows no ETA
 
     def count_not_in_pendo(self) -> int:
@@ -176,7 +201,7 @@ class ChangeSet:
         on_duckdb = backend_of(self.warehouse) == "duckdb"
         end = rowid_end(self.warehouse, self.spec) if self.whole_slice and on_duckdb else None
         if end is None:
-            yield from self._read(self.changed_query(), chunk_rows, "changes")
+            yield from self._read(lambda part: self.changed_query(part=part), chunk_rows, "changes")
             return
         # A first sync's rows are all new to the ledger (prev NULL); a refresh does not look (as in changed_query).
         prev = None if self.full_refresh else sa.null()
@@ -187,17 +212,32 @@ class ChangeSet:
             chunk_rows,
         )
 
-    def _read(self, stmt: sa.Select[Any], chunk_rows: int, purpose: str) -> Iterator[Sequence[sa.Row[Any]]]:
+    def _read(
+        self, query: Callable[[Part | None], sa.Select[Any]], chunk_rows: int, purpose: str
+    ) -> Iterator[Sequence[sa.Row[Any]]]:
         """A query over the warehouse and the ledger, in chunks, while the run writes the ledger.
         PostgreSQL and Redshift stream it through one server-side cursor. DuckDB cannot: while any
         transaction is open it keeps the undo buffers of every later commit and does not checkpoint, so a
         read open across the run's ledger writes holds memory in proportion to the rows written. There the
-        result is copied once into a scratch table beside the ledger and read from it a range at a time."""
+        result is copied into a scratch table beside the ledger, one part of the ids at a time (_parts),
+        and read from it a range at a time."""
         if backend_of(self.warehouse) != "duckdb":
-            yield from stream_rows(self.warehouse, stmt, chunk_rows)
+            yield from stream_rows(self.warehouse, query(None), chunk_rows)
             return
         scratch = f"{purpose}_{self.spec.name}"  # one run of a sync at a time (the run lock)
-        yield from spooled_rows(self.warehouse, stmt, chunk_rows, self.state.schema, scratch)
+        parts = [query(part) for part in self._parts()]
+        yield from spooled_rows(self.warehouse, parts, chunk_rows, self.state.schema, scratch)
+
+    def _parts(self) -> list[Part | None]:
+        """The parts a join of the slice with the ledger is done in: DuckDB joins at most DUCKDB_JOIN_ROWS
+        rows a side at once; other databases join it whole."""
+        if backend_of(self.warehouse) != "duckdb":
+            return [None]
+        rows = max(
+            count_rows(self.warehouse, self.spec, self.window), self.state.ledger_count(self.spec.name)
+        )
+        n = -(-rows // DUCKDB_JOIN_ROWS)
+        return [None] if n <= 1 else [(k, n) for k in range(n)]
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
         """Ids in the ledger that are no longer in the source (meaningful only for a full slice)."""
@@ -207,12 +247,16 @@ class ChangeSet:
         source_id = id_text(rel, self.spec)
         ledger = self.state.ledger
         if self.ledger_in_warehouse:
-            gone = sa.select(ledger.c.record_id).where(
-                ledger.c.sync_name == self.spec.name,
-                ~sa.exists().where(source_id == ledger.c.record_id),
-            )
-            for part in self._read(gone, chunk_rows, "gone"):
-                yield [r[0] for r in part]
+
+            def gone(part: Part | None) -> sa.Select[Any]:
+                return sa.select(ledger.c.record_id).where(
+                    ledger.c.sync_name == self.spec.name,
+                    *in_part_of(ledger.c.record_id, part),
+                    ~sa.exists().where(source_id == ledger.c.record_id, *in_part_of(source_id, part)),
+                )
+
+            for rows in self._read(gone, chunk_rows, "gone"):
+                yield [r[0] for r in rows]
             return
         for ids in self.state.ledger_ids(self.spec.name, chunk_rows):
             with self.warehouse.connect() as conn:
@@ -220,6 +264,17 @@ class ChangeSet:
             gone_ids = [i for i in ids if i not in present]
             if gone_ids:
                 yield gone_ids
+
+
+def in_part(column: sa.ColumnElement[Any], part: Part) -> sa.ColumnElement[bool]:
+    """DuckDB: the id is in the part (the same id hashes alike on both sides of a join)."""
+    k, n = part
+    return sa.func.hash(column) % n == k
+
+
+def in_part_of(column: sa.ColumnElement[Any], part: Part | None) -> list[sa.ColumnElement[bool]]:
+    """in_part as a list of conditions, empty without a part: spread into a where() or an and_()."""
+    return [] if part is None else [in_part(column, part)]
 
 
 def _changed_row(row: Any) -> ChangedRow:

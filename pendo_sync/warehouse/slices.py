@@ -184,16 +184,20 @@ def rowid_pages(
 
 
 def spooled_rows(
-    engine: Engine, stmt: sa.Select[Any], chunk_rows: int, schema: str, name: str
+    engine: Engine, parts: Sequence[sa.Select[Any]], chunk_rows: int, schema: str, name: str
 ) -> Iterator[Sequence[sa.Row[Any]]]:
-    """DuckDB: the rows of stmt, copied by one statement into a scratch table, then read from it in rowid
-    ranges (rowid_pages); the table is dropped at the end, and replaced if a crashed run left it."""
-    create = stmt.into(name, schema=schema)
+    """DuckDB: the rows of the statements (parts of one query, alike in columns), copied by one statement
+    each into a scratch table, then read from it in rowid ranges (rowid_pages); the table is dropped at
+    the end, and replaced if a crashed run left it."""
+    first, *rest = parts
+    create = first.into(name, schema=schema)
     spool = create.table
     drop = sa.schema.DropTable(spool, if_exists=True)
     with engine.begin() as conn:
         conn.execute(drop)
         conn.execute(create)
+        for part in rest:
+            conn.execute(sa.insert(spool).from_select(list(spool.c.keys()), part))
         end = int(conn.execute(sa.select(sa.func.count()).select_from(spool)).scalar() or 0)
     try:
         yield from rowid_pages(
