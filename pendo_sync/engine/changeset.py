@@ -1,7 +1,7 @@
 """The change set: which rows of a slice differ from what Pendo last confirmed, and which ids left the source.
 
-With the ledger in the warehouse the diff is one SQL join, done by the database at any size (on DuckDB,
-which joins inside the sync's own process, a join over millions of rows is done in parts of the id space). With the
+With the ledger in the warehouse the diff is one SQL join, done by the database at any size (DuckDB,
+which joins inside the sync's own process, joins millions of rows in parts of the id space). With the
 ledger in a separate state database (read-only warehouse) the diff streams chunk by chunk, with memory
 bounded by the chunk size.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,7 +94,7 @@ class ChangeSet:
         if rowids is not None:
             stmt = stmt.where(ROWID.between(rowids[0], rowids[1] - 1))
         # On the source's own id, below the hash: a part hashes only its own rows.
-        return stmt.where(*in_part_of(source_id, part)).subquery("h")
+        return stmt.where(*in_part(source_id, part)).subquery("h")
 
     def _rows_of(self, hashed: sa.Subquery, prev: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
         """Columns in ChangedRow order; prev None: whether the ledger has the id is not known here."""
@@ -117,7 +118,7 @@ class ChangeSet:
                 sa.exists().where(
                     known.c.sync_name == self.spec.name,
                     known.c.record_id == hashed.c[ID_COL],
-                    *in_part_of(known.c.record_id, part),
+                    *in_part(known.c.record_id, part),
                 )
             )
         if self.full_refresh:
@@ -128,7 +129,7 @@ class ChangeSet:
             sa.and_(
                 ledger.c.sync_name == self.spec.name,
                 ledger.c.record_id == hashed.c[ID_COL],
-                *in_part_of(ledger.c.record_id, part),
+                *in_part(ledger.c.record_id, part),
             ),
         ).where(sa.or_(ledger.c.row_hash.is_(None), ledger.c.row_hash != hashed.c[HASH_COL]))
         if self.missing_since is not None:
@@ -157,7 +158,7 @@ class ChangeSet:
         if self.ledger_in_warehouse:
             total = 0
             with self.warehouse.connect() as conn:
-                for part in self._parts():
+                for part in self.parts:
                     query = self.changed_query(existing_only, part).subquery()
                     total += int(conn.execute(sa.select(sa.func.count()).select_from(query)).scalar() or 0)
             return total
@@ -220,18 +221,19 @@ class ChangeSet:
         PostgreSQL and Redshift stream it through one server-side cursor. DuckDB cannot: while any
         transaction is open it keeps the undo buffers of every later commit and does not checkpoint, so a
         read open across the run's ledger writes holds memory in proportion to the rows written. There the
-        result is copied into a scratch table beside the ledger, one part of the ids at a time (_parts),
+        result is copied into a scratch table beside the ledger, one part of the ids at a time (parts),
         and read from it a range at a time."""
         if backend_of(self.warehouse) != "duckdb":
             yield from stream_rows(self.warehouse, query(None), chunk_rows)
             return
         scratch = f"{purpose}_{self.spec.name}"  # one run of a sync at a time (the run lock)
-        parts = [query(part) for part in self._parts()]
+        parts = [query(part) for part in self.parts]
         yield from spooled_rows(self.warehouse, parts, chunk_rows, self.state.schema, scratch)
 
-    def _parts(self) -> list[Part | None]:
+    @cached_property
+    def parts(self) -> list[Part | None]:
         """The parts a join of the slice with the ledger is done in: DuckDB joins at most DUCKDB_JOIN_ROWS
-        rows a side at once; other databases join it whole."""
+        rows a side at once; other databases join it whole. Counted once, when a run first needs them."""
         if backend_of(self.warehouse) != "duckdb":
             return [None]
         rows = max(
@@ -252,8 +254,8 @@ class ChangeSet:
             def gone(part: Part | None) -> sa.Select[Any]:
                 return sa.select(ledger.c.record_id).where(
                     ledger.c.sync_name == self.spec.name,
-                    *in_part_of(ledger.c.record_id, part),
-                    ~sa.exists().where(source_id == ledger.c.record_id, *in_part_of(source_id, part)),
+                    *in_part(ledger.c.record_id, part),
+                    ~sa.exists().where(source_id == ledger.c.record_id, *in_part(source_id, part)),
                 )
 
             for rows in self._read(gone, chunk_rows, "gone"):
@@ -267,15 +269,13 @@ class ChangeSet:
                 yield gone_ids
 
 
-def in_part(column: sa.ColumnElement[Any], part: Part) -> sa.ColumnElement[bool]:
-    """DuckDB: the id is in the part (the same id hashes alike on both sides of a join)."""
+def in_part(column: sa.ColumnElement[Any], part: Part | None) -> list[sa.ColumnElement[bool]]:
+    """DuckDB: the condition that the id is in the part (the same id hashes alike on both sides of a join),
+    as a list to spread into a where() or an and_(); empty without a part."""
+    if part is None:
+        return []
     k, n = part
-    return sa.func.hash(column) % n == k
-
-
-def in_part_of(column: sa.ColumnElement[Any], part: Part | None) -> list[sa.ColumnElement[bool]]:
-    """in_part as a list of conditions, empty without a part: spread into a where() or an and_()."""
-    return [] if part is None else [in_part(column, part)]
+    return [sa.func.hash(column) % n == k]
 
 
 def _changed_row(row: Any) -> ChangedRow:
