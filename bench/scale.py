@@ -29,9 +29,9 @@ from bench.data import create_tables, emulator_seed, sync_config  # noqa: E402
 from bench.emulator_process import EmulatorProcess, LatencyModel  # noqa: E402
 from bench.run import bench_home, run_worker  # noqa: E402
 from pendo_sync.config import parse_config  # noqa: E402
-from pendo_sync.engine.changeset import ChangeSet  # noqa: E402
 from pendo_sync.engine.preflight import source_columns  # noqa: E402
 from pendo_sync.state.store import StateStore  # noqa: E402
+from pendo_sync.warehouse.diff import ChangeSetSQL  # noqa: E402
 from pendo_sync.warehouse.engines import make_engine  # noqa: E402
 from pendo_sync.warehouse.slices import HASH_COL, ID_COL, Slice  # noqa: E402
 
@@ -52,11 +52,10 @@ def seeded(rows: int) -> Path:
     (spec,) = parse_config(config, "bench").syncs
     store = StateStore(engine, "pendo_sync")
     store.ensure_schema()
-    every_row = ChangeSet(spec, engine, store, Slice("full"), True, column_types=source_columns(engine, spec))
-    hashed = every_row.changed_query().subquery()
+    hashed = ChangeSetSQL(spec, Slice("full"), source_columns(engine, spec)).source_rows()
     with engine.begin() as conn:
         conn.execute(
-            sa.insert(store.ledger).from_select(
+            sa.insert(store.tables.ledger).from_select(
                 ["sync_name", "record_id", "row_hash", "version", "confirmed_at"],
                 sa.select(
                     sa.literal(spec.name), hashed.c[ID_COL], hashed.c[HASH_COL], sa.literal(1), sa.func.now()

@@ -101,7 +101,7 @@ def sync(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": outcome.status,
         "wall_s": wall,
-        "counts": outcome.counts,
+        "counts": outcome.counts.as_dict(),
         "peak_rss_mb": peak_rss_mb(),
         "cpu_s": cpu_seconds() - cpu_before,
     }

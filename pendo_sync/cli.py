@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from pendo_sync.config import ConfigError, ProjectConfig, load_config
-from pendo_sync.pendo.client import PendoClient, PendoError
-from pendo_sync.pendo.emulator import EMULATOR_KEY, EMULATOR_URL
-from pendo_sync.state.store import StateError, StateStore
-from pendo_sync.warehouse.engines import WarehouseUrlError, make_engine
+from pendo_sync.config import DeliverySettings, ProjectConfig, load_config
+from pendo_sync.errors import EXIT_BUG, EXIT_FAILED, EXIT_OK, EXIT_REJECTS, PendoSyncError
+from pendo_sync.pendo.client import EMULATOR_KEY, EMULATOR_URL, PendoClient
+from pendo_sync.state.store import StateStore
+from pendo_sync.state.versions import StateError
+from pendo_sync.warehouse.engines import make_engine
 
 
 def _warehouse_url(args: argparse.Namespace) -> str | None:
     return getattr(args, "warehouse_url", None) or os.environ.get("PENDO_SYNC_WAREHOUSE_URL")
 
 
-def _pendo_client(max_connections: int = 64) -> PendoClient:
+def _pendo_client(delivery: DeliverySettings) -> PendoClient:
     return PendoClient(
         os.environ.get("PENDO_BASE_URL", EMULATOR_URL),
         os.environ.get("PENDO_INTEGRATION_KEY", EMULATOR_KEY),
-        max_connections=max_connections,
+        timeout_seconds=delivery.request_timeout_seconds,
+        max_connections=delivery.concurrency * 2,
     )
 
 
@@ -46,40 +46,35 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config against the warehouse and Pendo; print problems, or what each sync would send."""
-    from pendo_sync.engine.preflight import pendo_problems, source_columns, warehouse_problems
+    from pendo_sync.engine.preflight import PreflightError
     from pendo_sync.engine.run import RunOptions, run_sync
 
     config = load_config(args.config)
     engine = make_engine(_warehouse_url(args))
     state = _state(config, args)
     specs = [config.sync(n) for n in args.syncs] if args.syncs else list(config.syncs)
-
-    async def schemas() -> dict[str, Any]:
-        async with _pendo_client() as client:
-            return {kind: await client.field_schema(kind) for kind in {s.kind for s in specs}}
-
-    pendo_schema = asyncio.run(schemas())
     problems: list[str] = []
     for spec in specs:
-        columns = source_columns(engine, spec)
-        found = warehouse_problems(spec, columns) or pendo_problems(spec, pendo_schema[spec.kind])
-        problems += found
-        if found:
-            continue
         mode = "incremental" if spec.replication_key else "full"
-        plan = run_sync(
-            spec,
-            engine,
-            state,
-            _pendo_client,
-            config.delivery,
-            RunOptions(mode=mode, dry_run=True),
-            column_types=columns,
-        )
+        try:
+            plan = run_sync(
+                spec, engine, state, lambda: _pendo_client(config.delivery), config.delivery,
+                RunOptions(mode=mode, dry_run=True),
+            )  # fmt: skip
+        except PreflightError as exc:
+            problems += exc.problems
+            continue
+        duplicated = plan.counts.duplicate
         print(
-            f"{spec.name}: OK; {'an' if mode == 'incremental' else 'a'} {mode} run would send {plan.counts['rows_read']:,} records "
+            f"{spec.name}: OK; {'an' if mode == 'incremental' else 'a'} {mode} run would send {plan.counts.rows_read:,} records "
             f"({plan.slice}) to Pendo {spec.kind} {spec.group} fields "
             f"{', '.join(m.field for m in spec.fields)}"
+            + (
+                f"; {duplicated:,} {'id is' if duplicated == 1 else 'ids are'} carried by more than one row "
+                f"and will be rejected until one row carries each (make {spec.id_column} unique)"
+                if duplicated
+                else ""
+            )
         )
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -88,7 +83,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one sync outside Dagster (scripts, the kill test, a terminal with a progress bar)."""
-    from pendo_sync.engine.run import Progress, RunOptions, run_sync
+    from pendo_sync.engine.run import RunOptions, run_sync
+    from pendo_sync.engine.runner import Progress
 
     config = load_config(args.config)
     spec = config.sync(args.sync)
@@ -104,12 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.window:
         options.mode, options.window = "backfill", tuple(args.window)
     outcome = run_sync(
-        spec,
-        engine,
-        _state(config, args),
-        lambda: _pendo_client(config.delivery.concurrency * 2),
-        config.delivery,
-        options,
+        spec, engine, _state(config, args), lambda: _pendo_client(config.delivery), config.delivery, options
     )
     if tty:
         print(file=sys.stderr)
@@ -119,14 +110,40 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "sync": spec.name,
                 "status": outcome.status,
                 "version": outcome.version,
-                "counts": outcome.counts,
+                "counts": outcome.counts.as_dict(),
                 "seconds": round(outcome.duration_seconds, 3),
                 "records_per_second": round(outcome.records_per_second, 1),
             },
             default=str,
         )
     )
-    return 0
+    counts = outcome.counts
+    if outcome.status == "failed":
+        first = next((r.reason for r in outcome.reject_sample.get("error", [])), "")
+        print(
+            f"pendo-sync: sync {spec.name!r} failed: Pendo refused or failed every row it was sent "
+            f"({counts.errors:,} errors, the first: {first}); every row is retried by the next run",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if counts.rejected and not args.accept_rejects:
+        kinds = ", ".join(
+            f"{n:,} {kind}"
+            for kind, n in (
+                ("invalid", counts.invalid),
+                ("duplicate", counts.duplicate),
+                ("errors", counts.errors),
+            )
+            if n
+        )
+        rows = "1 row was" if counts.rejected == 1 else f"{counts.rejected:,} rows were"
+        print(
+            f"pendo-sync: sync {spec.name!r}: {rows} not applied ({kinds}); each is retried by every later run "
+            f"(pendo-sync state show {spec.name} lists the reasons); pass --accept-rejects to exit 0 on rejects",
+            file=sys.stderr,
+        )
+        return EXIT_REJECTS
+    return EXIT_OK
 
 
 def cmd_state(args: argparse.Namespace) -> int:
@@ -135,28 +152,28 @@ def cmd_state(args: argparse.Namespace) -> int:
     state = _state(config, args)
     state.ensure_schema()
     if args.state_cmd == "list":
-        for v in state.versions_of(args.sync):
+        for v in state.versions.all(args.sync):
             c = v.counts
             print(
                 f"{v.version:>4}  {v.started_at:%Y-%m-%d %H:%M:%S}  {v.mode:<11} {v.status:<8} cursor={v.cursor}  "
                 f"sent={c['sent']} missing={c['missing']} rejected={c['rejected']} cleared={c['cleared']}"
             )
     elif args.state_cmd == "show":
-        found = state.version(args.sync, args.version)
+        found = state.versions.get(args.sync, args.version)
         if found is None:
             raise StateError(f"sync {args.sync!r} has no state version {args.version or '(none yet)'}")
         print(
             json.dumps(
                 {
                     **found.as_dict(),
-                    "ledger_rows": state.ledger_count(args.sync),
-                    "outstanding_rejects": len(state.rejects_of(args.sync)),
+                    "ledger_rows": state.ledger.count(args.sync),
+                    "outstanding_rejects": sum(state.rejects.count_by_kind(args.sync).values()),
                 },
                 indent=2,
             )
         )
     elif args.state_cmd == "revert":
-        forgotten = state.revert_plan(args.sync, args.to)
+        forgotten = state.versions.revert_plan(args.sync, args.to)
         print(
             f"Reverting {args.sync} to version {args.to} forgets {forgotten:,} confirmed rows; "
             f"the next run resends them (and anything changed since)."
@@ -164,10 +181,10 @@ def cmd_state(args: argparse.Namespace) -> int:
         if not args.yes and (not sys.stdin.isatty() or input("Proceed? [y/N] ").strip().lower() != "y"):
             print("Nothing changed. Pass --yes to revert without asking.")
             return 1
-        reverted = state.revert(args.sync, args.to)
+        reverted = state.versions.revert(args.sync, args.to)
         print(f"Done: state version {reverted.version} records the revert; cursor is now {reverted.cursor}.")
     elif args.state_cmd == "import-singer":
-        from pendo_sync.state.singer import import_singer_state
+        from pendo_sync.engine.singer_import import import_singer_state
 
         version, rows = import_singer_state(
             config.sync(args.sync), make_engine(_warehouse_url(args)), state, args.state_file, args.stream
@@ -176,7 +193,7 @@ def cmd_state(args: argparse.Namespace) -> int:
             f"Imported: state version {version}; {rows:,} rows up to the bookmark marked as already in Pendo."
         )
     elif args.state_cmd == "unlock":
-        state.release_lock(args.sync)
+        state.locks.release(args.sync)
         print(f"Released the lock of {args.sync}.")
     return 0
 
@@ -245,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=["full", "incremental"])
     run.add_argument("--full-refresh", action="store_true", help="ignore the ledger and resend every row")
     run.add_argument("--window", nargs=2, metavar=("START", "END"), help="backfill [START, END) of the key")
+    run.add_argument(
+        "--accept-rejects",
+        action="store_true",
+        help="exit 0 when rows were rejected (they are retried by later runs)",
+    )
     run.set_defaults(func=cmd_run)
 
     emu = sub.add_parser("emulator", help="run the local Pendo emulator")
@@ -288,9 +310,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, StateError, PendoError, WarehouseUrlError, ValueError) as exc:
-        print(f"pendo-sync: {exc}", file=sys.stderr)
-        return 2
+    except PendoSyncError as exc:
+        for line in exc.lines():
+            print(f"pendo-sync: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pendo-sync: interrupted; the next run resumes where this one stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line, and how to see the traceback
+        if os.environ.get("PENDO_SYNC_TRACEBACK"):
+            raise
+        print(
+            f"pendo-sync: internal error: {type(exc).__name__}: {exc}; this is a bug in pendo_sync: rerun with "
+            "PENDO_SYNC_TRACEBACK=1 to see where, and report it",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from pendo_sync.errors import UsageError
 from pendo_sync.pendo.types import PENDO_TYPES, canonical_type
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "syncs.yaml"
@@ -34,7 +35,7 @@ ON_DELETE = ("clear", "ignore")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """The config cannot be used; `problems` lists each with its place and its fix."""
 
     def __init__(self, problems: list[str], source: str = "") -> None:
@@ -94,6 +95,7 @@ class SyncSpec:
     full_cron: str = "0 3 * * *"
     partition_start: str | None = None
     max_reject_share: float = 0.05
+    blocking_reject_check: bool = False
     description: str = ""
 
     @property
@@ -150,6 +152,7 @@ _SYNC_KEYS = {
     "full_cron",
     "partition_start",
     "max_reject_share",
+    "blocking_reject_check",
     "description",
 }
 _FIELD_KEYS = {"field", "type", "element_type"}
@@ -235,7 +238,7 @@ def _parse_sync(name: str, body: Any, problems: list[str]) -> SyncSpec | None:
     table, query = body.get("table"), body.get("query")
     if bool(table) == bool(query):
         problems.append(f"{place}: give exactly one of 'table' (schema.table) or 'query' (a SELECT)")
-    if query and not str(query).lstrip().lower().startswith(("select", "with")):
+    if query and not _without_leading_comments(str(query)).lower().startswith(("select", "with")):
         problems.append(f"{place}: query must be a SELECT (or WITH ... SELECT) statement")
     id_column = body.get("id_column")
     if not id_column:
@@ -260,9 +263,26 @@ def _parse_sync(name: str, body: Any, problems: list[str]) -> SyncSpec | None:
         id_column=str(id_column),
         fields=tuple(fields),
         table=str(table) if table else None,
-        query=str(query).strip().rstrip(";") if query else None,
+        query=_without_final_semicolon(str(query)) if query else None,
         **options,
     )
+
+
+_LEADING_COMMENT = re.compile(r"\s*(?:--[^\n]*(?:\n|$)|/\*.*?\*/)", re.S)
+_FINAL_SEMICOLON = re.compile(r";(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*$", re.S)
+
+
+def _without_leading_comments(query: str) -> str:
+    while match := _LEADING_COMMENT.match(query):
+        if not match.group(0):
+            break
+        query = query[match.end() :]
+    return query.lstrip()
+
+
+def _without_final_semicolon(query: str) -> str:
+    """The query as it can be wrapped in a subquery: a final ';' goes (with any comment after it)."""
+    return _FINAL_SEMICOLON.sub("", query.strip())
 
 
 def _parse_fields(place: str, raw: Any, problems: list[str]) -> list[FieldMapping]:

@@ -3,26 +3,10 @@
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 
-from pendo_sync.cli import main
 from pendo_sync.config import DEMO_CONFIG
 from pendo_sync_tests.world import ACCOUNTS, World
-
-
-@pytest.fixture
-def cli(duckdb_world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    monkeypatch.setenv("PENDO_BASE_URL", duckdb_world.server.base_url)
-    monkeypatch.setenv("PENDO_INTEGRATION_KEY", "emulator-key")
-    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["--warehouse-url", duckdb_world.url, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_discover_prints_a_singer_catalog(cli):
@@ -84,7 +68,7 @@ def test_run_and_state_commands(cli, duckdb_world: World):
     shown = json.loads(out)
     assert shown["version"] == 1 and shown["outstanding_rejects"] == ACCOUNTS // 50
 
-    changed_after_1 = duckdb_world.store.revert_plan("accounts", 1)
+    changed_after_1 = duckdb_world.store.versions.revert_plan("accounts", 1)
     assert changed_after_1 > 0
     code, out, _ = cli("state", "revert", "accounts", "--to", "1")
     assert code == 1 and out.splitlines()[-1] == "Nothing changed. Pass --yes to revert without asking."
@@ -138,3 +122,18 @@ def test_bad_config_is_refused_with_the_place_and_the_fix(cli, tmp_path: Path):
         "  - sync 'accounts': kind 'acount' is not one of visitor, account; set kind: visitor or kind: account",
         "  - sync 'accounts': 'fields' must map each source column to {field: <pendo field>, type: <type>}",
     ]
+
+
+def test_check_says_how_many_ids_are_duplicated(cli, duckdb_world: World, tmp_path: Path):
+    duckdb_world.sql("CREATE TABLE accounts_copy AS SELECT * FROM accounts")
+    duckdb_world.sql("INSERT INTO accounts_copy SELECT * FROM accounts ORDER BY account_id LIMIT 2")
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["syncs"]["accounts"]["table"] = "accounts_copy"
+    config = tmp_path / "copy.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    code, out, err = cli("--config", str(config), "check", "accounts")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(
+        "; 2 ids are carried by more than one row and will be rejected until one row carries each (make "
+        "account_id unique)"
+    )

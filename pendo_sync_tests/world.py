@@ -90,6 +90,37 @@ def _world(url: str) -> Iterator[World]:
     engine.dispose()
 
 
+@pytest.fixture
+def cli(duckdb_world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """`pendo-sync ARGS...` in this process against the DuckDB world: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("PENDO_BASE_URL", duckdb_world.server.base_url)
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", "emulator-key")
+    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
+    from pendo_sync.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--warehouse-url", duckdb_world.url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def write_config(tmp_path: Any, edit: Any = None, **delivery: Any) -> Any:
+    """The demo config with delivery settings and an optional edit of the parsed YAML, as a file."""
+    import yaml
+
+    from pendo_sync.config import DEMO_CONFIG
+
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["delivery"] = {**raw.get("delivery", {}), **delivery}
+    if edit is not None:
+        edit(raw)
+    path = tmp_path / "syncs.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def run_partition_range(defs: Any, instance: Any, asset: list[str], start: str, end: str) -> Any:
     """Materialize a range of day partitions of one asset as one run, as a single-run backfill does."""
     import dagster as dg

@@ -2,7 +2,6 @@
 (the live sync: full or incremental) and, where the sync has a replication key, a daily-partitioned Pendo
 asset whose partitions re-sync exactly the rows of those days (backfills, new-row sensor)."""
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -13,8 +12,8 @@ from pendo_sync.defs.alerts import Alert, AlertsResource
 from pendo_sync.defs.aws import RunArchiveResource
 from pendo_sync.defs.resources import PendoResource, StateResource, WarehouseResource
 from pendo_sync.defs.slices_io import SourceSlice
-from pendo_sync.engine.preflight import pendo_problems, source_columns, warehouse_problems
 from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
+from pendo_sync.errors import PendoSyncError
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.slices import Slice, count_rows, max_replication_key
 
@@ -90,8 +89,7 @@ def build_source_asset(spec: SyncSpec) -> dg.SourceAsset:
 
 
 def outcome_metadata(outcome: SyncOutcome) -> dict[str, Any]:
-    """Numbers the UI plots over time, and a sample of rejects with their reasons."""
-    c = outcome.counts
+    """Numbers the UI plots over time (every figure of RunCounts), and a sample of rejects of each kind."""
     meta: dict[str, Any] = {
         "status": dg.MetadataValue.text(outcome.status),
         "slice": dg.MetadataValue.text(outcome.slice),
@@ -101,26 +99,12 @@ def outcome_metadata(outcome: SyncOutcome) -> dict[str, Any]:
         "records_per_second": dg.MetadataValue.float(round(outcome.records_per_second, 1)),
         "reject_share": dg.MetadataValue.float(round(outcome.reject_share, 4)),
     }
-    for name in (
-        "rows_read",
-        "sent",
-        "updated",
-        "missing",
-        "rejected",
-        "cleared",
-        "deleted",
-        "calls",
-        "retries",
-        "throttled",
-        "splits",
-        "lowest_concurrency",
-    ):
-        meta[name] = dg.MetadataValue.int(int(c.get(name, 0)))
-    if "not_in_pendo" in c:
-        meta["not_in_pendo"] = dg.MetadataValue.int(int(c["not_in_pendo"]))
-    if outcome.reject_sample:
+    for name, value in outcome.counts.as_dict().items():
+        meta[name] = dg.MetadataValue.int(value)
+    sample = [r for rejects in outcome.reject_sample.values() for r in rejects]
+    if sample:
         meta["rejected_sample"] = dg.MetadataValue.table(
-            records=[dg.TableRecord(r) for r in outcome.reject_sample],
+            records=[dg.TableRecord({"id": r.record_id, "kind": r.kind, "reason": r.reason}) for r in sample],
             schema=dg.TableSchema(
                 columns=[dg.TableColumn("id"), dg.TableColumn("kind"), dg.TableColumn("reason")]
             ),
@@ -141,37 +125,37 @@ def execute_sync(
     options: RunOptions,
     archive: RunArchiveResource,
 ) -> dg.MaterializeResult:
-    """Preflight (nothing is sent on a bad config), run the engine, and report its outcome."""
-    engine = warehouse.engine()
-    columns = source_columns(engine, spec)
-    problems = warehouse_problems(spec, columns)
-    if not problems:
-        problems = pendo_problems(spec, asyncio.run(_field_schema(pendo, spec.kind)))
-    if problems:
-        raise dg.Failure(description="config does not match the warehouse or Pendo:\n" + "\n".join(problems))
+    """Run the engine (its preflight first: nothing is sent on a bad config) and report its outcome. A
+    failure is the engine's own one-line message; a run Pendo refused every row of fails with its figures."""
     options.progress = lambda p: context.log.info(f"sync {spec.name}: {p.line()}")
-    outcome = run_sync(
-        spec,
-        engine,
-        state.store(warehouse),
-        lambda: pendo.client(delivery.concurrency * 2),
-        delivery,
-        options,
-        column_types=columns,
-    )
+    store = state.store(warehouse)
+    try:
+        outcome = run_sync(spec, warehouse.engine(), store, lambda: pendo.client(delivery), delivery, options)
+    except PendoSyncError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    counts = outcome.counts
     context.log.info(
-        f"sync {spec.name} {outcome.status}: {outcome.counts.get('sent', 0)} sent, "
-        f"{outcome.counts.get('missing', 0)} missing, {outcome.counts.get('rejected', 0)} rejected "
-        f"in {outcome.duration_seconds:.1f}s (state version {outcome.version})"
+        f"sync {spec.name} {outcome.status}: {counts.sent} sent, {counts.missing} missing, "
+        f"{counts.rejected} rejected in {outcome.duration_seconds:.1f}s (state version {outcome.version})"
     )
+    metadata = outcome_metadata(outcome)
+    metadata["dagster/column_schema"] = synced_schema(spec, outcome.columns)
+    metadata.update(archive.write_run(context, spec.name, outcome, store))
+    if outcome.status == "failed":
+        first = next((r.reason for r in outcome.reject_sample.get("error", [])), "")
+        raise dg.Failure(
+            description=f"sync {spec.name!r} failed: Pendo refused or failed every row it was sent "
+            f"({counts.errors:,} errors, the first: {first}); every row is retried by the next run",
+            metadata=metadata,
+        )
     share_ok = outcome.reject_share <= spec.max_reject_share
     if not share_ok:
         alerts.send(
             Alert(
                 title=f"pendo_sync: {spec.name} rejected {outcome.reject_share:.1%} of rows",
                 text=f"Sync: {spec.name}\nRun: {context.run.run_id}\nRejected share {outcome.reject_share:.2%} is above "
-                f"{spec.max_reject_share:.2%}: {outcome.counts.get('missing', 0)} missing, "
-                f"{outcome.counts.get('rejected', 0)} rejected. Reasons: pendo-sync state show {spec.name}",
+                f"{spec.max_reject_share:.2%}: {counts.missing} missing, {counts.rejected} rejected. "
+                f"Reasons: pendo-sync state show {spec.name}",
                 sync=spec.name,
                 run_id=context.run.run_id,
                 link=alerts.run_link(context.run.run_id),
@@ -181,12 +165,13 @@ def execute_sync(
         check_name=REJECT_CHECK,
         passed=share_ok,
         description=f"rejected share {outcome.reject_share:.2%} (threshold {spec.max_reject_share:.2%})",
-        metadata={"reject_share": outcome.reject_share},
-        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "reject_share": outcome.reject_share,
+            "missing": counts.missing,
+            "rejected": counts.rejected,
+        },
+        severity=dg.AssetCheckSeverity.ERROR if spec.blocking_reject_check else dg.AssetCheckSeverity.WARN,
     )
-    metadata = outcome_metadata(outcome)
-    metadata["dagster/column_schema"] = synced_schema(spec, columns or {})
-    metadata.update(archive.write_run(context, spec.name, outcome, state.store(warehouse)))
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
@@ -204,16 +189,13 @@ def synced_schema(spec: SyncSpec, columns: dict[str, str]) -> dg.TableSchema:
     )
 
 
-async def _field_schema(pendo: PendoResource, kind: str) -> dict[str, Any]:
-    async with pendo.client() as client:
-        return await client.field_schema(kind)
-
-
 def reject_check(spec: SyncSpec, key: dg.AssetKey) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         REJECT_CHECK,
         asset=key,
-        description=f"Rows rejected or missing in Pendo stay under {spec.max_reject_share:.0%} of the rows sent.",
+        description=f"Rows rejected or missing in Pendo stay under {spec.max_reject_share:.0%} of the rows sent"
+        + (" (blocking: above it the run fails)" if spec.blocking_reject_check else "."),
+        blocking=spec.blocking_reject_check,
     )
 
 

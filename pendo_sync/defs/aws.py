@@ -24,7 +24,8 @@ from pydantic import PrivateAttr
 
 from pendo_sync.defs.env import env_or
 from pendo_sync.engine.run import SyncOutcome
-from pendo_sync.state.store import COUNTERS, StateStore
+from pendo_sync.outcome import RunCounts
+from pendo_sync.state.store import StateStore
 
 REJECTS_SCHEMA = pa.schema(
     [
@@ -49,8 +50,8 @@ REPORT_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("slice", pa.string()),
         ("cursor", pa.string()),
-        *[(name, pa.int64()) for name in COUNTERS],
-        ("counts_json", pa.string()),  # every counter of the run, including ones newer than this schema
+        *[(name, pa.int64()) for name in RunCounts().as_dict()],
+        ("counts_json", pa.string()),  # every figure again, as JSON: readers of older archives keep working
         ("duration_seconds", pa.float64()),
         ("records_per_second", pa.float64()),
         ("reject_share", pa.float64()),
@@ -141,7 +142,7 @@ def archive_key(prefix: str, table: str, sync: str, day: dt.date, run_id: str) -
 
 def run_rejects(store: StateStore, sync: str, run_id: str) -> Iterator[list[dict[str, Any]]]:
     """A run's outstanding rejects, chunk by chunk, with their times marked UTC for Parquet."""
-    for rows in store.rejects_of_run(sync, run_id):
+    for rows in store.rejects.of_run(sync, run_id):
         yield [{**row, "rejected_at": row["rejected_at"].replace(tzinfo=dt.UTC)} for row in rows]
 
 
@@ -162,8 +163,8 @@ def _report_row(
         "status": outcome.status,
         "slice": outcome.slice,
         "cursor": None if outcome.cursor is None else str(outcome.cursor),
-        **{name: int(outcome.counts.get(name, 0)) for name in COUNTERS},
-        "counts_json": json.dumps(outcome.counts, sort_keys=True, default=str),
+        **outcome.counts.as_dict(),
+        "counts_json": json.dumps(outcome.counts.as_dict(), sort_keys=True),
         "duration_seconds": outcome.duration_seconds,
         "records_per_second": outcome.records_per_second,
         "reject_share": outcome.reject_share,

@@ -2,9 +2,6 @@
 mapped column is still in the source with a type that fits. (The rejected share is checked by the
 materialization itself, see assets.py.)"""
 
-import asyncio
-from typing import Any
-
 import dagster as dg
 
 from pendo_sync.config import SyncSpec
@@ -14,14 +11,6 @@ from pendo_sync.defs.resources import PendoResource, WarehouseResource
 from pendo_sync.engine.preflight import pendo_problems, source_columns
 
 
-def _field_schema(pendo: PendoResource, kind: str) -> dict[str, Any]:
-    async def fetch() -> dict[str, Any]:
-        async with pendo.client() as client:
-            return await client.field_schema(kind)
-
-    return asyncio.run(fetch())
-
-
 def build_checks(spec: SyncSpec) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(
         asset=pendo_key(spec),
@@ -29,7 +18,7 @@ def build_checks(spec: SyncSpec) -> list[dg.AssetChecksDefinition]:
         description="Every mapped field exists in Pendo under the sync's kind and group, with a matching type.",
     )
     def fields_match_pendo(pendo: PendoResource) -> dg.AssetCheckResult:
-        problems = pendo_problems(spec, _field_schema(pendo, spec.kind))
+        problems = pendo_problems(spec, pendo.field_schemas({spec.kind})[spec.kind])
         return dg.AssetCheckResult(
             passed=not problems,
             description="\n".join(problems) or "every mapped field exists with its type",

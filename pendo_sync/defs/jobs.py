@@ -19,8 +19,8 @@ def revert_state(
 ) -> None:
     store = state.store(warehouse)
     store.ensure_schema()
-    forgotten = store.revert_plan(config.sync, config.to_version)
-    reverted = store.revert(config.sync, config.to_version, run_id=context.run_id)
+    forgotten = store.versions.revert_plan(config.sync, config.to_version)
+    reverted = store.versions.revert(config.sync, config.to_version, run_id=context.run.run_id)
     context.log.info(
         f"reverted {config.sync} to version {config.to_version}: {forgotten} rows will be resent"
     )

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
+from pendo_sync.config import DeliverySettings
 from pendo_sync.defs.env import env_or
 from pendo_sync.defs.secrets import read_secret
-from pendo_sync.pendo.client import PendoClient
-from pendo_sync.pendo.emulator import EMULATOR_KEY, EMULATOR_URL
+from pendo_sync.pendo.client import EMULATOR_KEY, EMULATOR_URL, PendoClient, read_field_schemas
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.engines import default_warehouse_url, make_engine
 
@@ -75,7 +77,6 @@ class PendoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     base_url: str
     integration_key: str
     integration_key_secret_id: str = ""
-    timeout_seconds: float = 300.0
     _key: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -87,9 +88,15 @@ class PendoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 "integration_key",
             )
 
-    def client(self, max_connections: int = 64) -> PendoClient:
+    def client(self, delivery: DeliverySettings | None = None) -> PendoClient:
+        """A client with the delivery settings' request timeout and a connection per call in flight."""
+        delivery = delivery or DeliverySettings()
         key = self._key or self.integration_key
-        return PendoClient(self.base_url, key, self.timeout_seconds, max_connections)
+        return PendoClient(self.base_url, key, delivery.request_timeout_seconds, delivery.concurrency * 2)
+
+    def field_schemas(self, kinds: set[str]) -> dict[str, dict[str, Any]]:
+        """kind -> Pendo's field schema of that kind (one call a kind)."""
+        return read_field_schemas(self.client, kinds)
 
 
 def build_resources(state_schema: str = "pendo_sync") -> dict[str, dg.ConfigurableResource]:  # type: ignore[type-arg]

@@ -5,14 +5,11 @@ sync's Pendo field types; the new-rows sensor the newest replication-key value i
 Delivery is the ledger's business, not the cursor's.
 """
 
-import asyncio
-import datetime as dt
 import hashlib
 import json
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 
 from pendo_sync.config import ProjectConfig, SyncSpec
 from pendo_sync.defs.alerts import Alert, AlertsResource
@@ -27,16 +24,8 @@ from pendo_sync.defs.assets import (
 from pendo_sync.defs.drift import schema_diff
 from pendo_sync.defs.resources import PendoResource, WarehouseResource
 from pendo_sync.engine.preflight import source_columns
-from pendo_sync.state.store import decode_cursor, encode_cursor
-from pendo_sync.warehouse.slices import source_relation
-
-
-def _pendo_fields(pendo: PendoResource, kinds: set[str]) -> dict[str, dict[str, Any]]:
-    async def fetch() -> dict[str, dict[str, Any]]:
-        async with pendo.client() as client:
-            return {kind: await client.field_schema(kind) for kind in kinds}
-
-    return asyncio.run(fetch())
+from pendo_sync.state.cursor import decode_cursor, encode_cursor
+from pendo_sync.warehouse.slices import days_with_rows_after
 
 
 def _mapped_field_types(spec: SyncSpec, schema: dict[str, Any]) -> dict[str, str]:
@@ -99,7 +88,7 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
                         },
                     )
                 )
-        schemas = _pendo_fields(pendo, {s.kind for s in config.syncs})
+        schemas = pendo.field_schemas({s.kind for s in config.syncs})
         for spec in config.syncs:
             fields = _mapped_field_types(spec, schemas[spec.kind])
             before = cursor["pendo"].get(spec.name)
@@ -117,22 +106,6 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
         )
 
     return schema_drift
-
-
-def days_with_rows_after(
-    warehouse: WarehouseResource, spec: SyncSpec, after: Any
-) -> tuple[list[dt.date], Any]:
-    """The days that received rows past `after`, and the newest key value among them."""
-    assert spec.replication_key
-    rel = source_relation(spec)
-    key = rel.c[spec.replication_key]
-    newer = sa.true() if after is None else key > sa.bindparam("after", after)
-    with warehouse.engine().connect() as conn:
-        newest = conn.execute(sa.select(sa.func.max(key)).where(newer)).scalar()
-        if newest is None:
-            return [], after
-        days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
-    return sorted(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in days), newest
 
 
 def build_new_rows_sensor(config: ProjectConfig) -> dg.SensorDefinition | None:
@@ -154,7 +127,7 @@ def build_new_rows_sensor(config: ProjectConfig) -> dg.SensorDefinition | None:
         for spec in synced:
             seen = cursor.get(spec.name)
             after = decode_cursor(*seen) if seen else None
-            days, newest = days_with_rows_after(warehouse, spec, after)
+            days, newest = days_with_rows_after(warehouse.engine(), spec, after)
             cursor[spec.name] = list(encode_cursor(newest))
             if seen is None:
                 continue  # first tick: the baseline, not a flood of history

@@ -1,9 +1,13 @@
-"""The change set: which rows of a slice differ from what Pendo last confirmed, and which ids left the source.
+"""The change set: what a run must send, and which ids it must treat as deleted or duplicated.
 
-With the ledger in the warehouse the diff is one SQL join, done by the database at any size (DuckDB,
-which joins inside the sync's own process, joins millions of rows in parts of the id space). With the
-ledger in a separate state database (read-only warehouse) the diff streams chunk by chunk, with memory
-bounded by the chunk size.
+The policy, whatever the run's mode: every row of the slice whose hash differs from what Pendo confirmed;
+every row an earlier run rejected (kinds invalid, error, duplicate always, missing once
+missing_retry_seconds have passed), joined back to the source by id whatever the cursor says; never a row
+of an id that more than one source row carries (those are rejected as duplicates, every run).
+
+How it is read depends on where the ledger is. In the warehouse, the diff is one SQL join, done by the
+database at any size (warehouse/diff.py). In a separate state database (a read-only warehouse), the
+source streams chunk by chunk and each chunk is looked up in the ledger, with memory bounded by the chunk.
 """
 
 from __future__ import annotations
@@ -12,29 +16,26 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
+from pendo_sync.state.bulk import chunks
 from pendo_sync.state.store import StateStore
-from pendo_sync.warehouse.engines import backend_of
-from pendo_sync.warehouse.slices import (
-    HASH_COL,
-    ID_COL,
-    ROWID,
-    Slice,
-    count_rows,
-    id_text,
-    row_hash,
+from pendo_sync.state.tables import utcnow
+from pendo_sync.warehouse.diff import (
+    ChangeSetSQL,
+    DiffState,
+    Part,
+    count_of,
     rowid_end,
     rowid_pages,
-    slice_predicate,
-    source_relation,
     spooled_rows,
-    stream_rows,
 )
+from pendo_sync.warehouse.engines import backend_of
+from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows
 
 # DuckDB runs a sync's joins in the sync's own process, within its memory_limit (64 MB by default), and its
 # hash join needs a floor that grows with the rows joined: a reconcile of 10,000,000 rows ran out of memory.
@@ -43,106 +44,100 @@ from pendo_sync.warehouse.slices import (
 # third faster at ten million rows but failed one run in five.
 DUCKDB_JOIN_ROWS = 1_000_000
 
-# A part of the id space: (k, n), the ids whose hash is k modulo n.
-Part = tuple[int, int]
 
-# One changed row: (record id as text, hash of mapped values, whether the ledger lacks the id, mapped values
-# in spec.fields order).
-ChangedRow = tuple[str, str, bool, tuple[Any, ...]]
-PREV_COL = "__pendo_prev"
-UNKNOWN_PREV = "?"
+class ChangedRow(NamedTuple):
+    """One row a run must send."""
+
+    record_id: str
+    row_hash: str
+    new: bool  # the ledger lacks the id: confirming it needs no delete
+    retried: bool  # an earlier run rejected it
+    values: tuple[Any, ...]  # mapped values, in spec.fields order
 
 
 @dataclass
 class ChangeSet:
-    """The rows a run must send and the ids it must treat as deleted."""
+    """The rows a run must send and the ids it must treat as deleted or duplicated."""
 
     spec: SyncSpec
     warehouse: Engine
     state: StateStore
     window: Slice
     full_refresh: bool = False
-    missing_since: dt.datetime | None = None
     column_types: dict[str, str] | None = None
+    unique_ids: bool = False  # the source enforces one row per id (a primary key): no duplicates to find
+    missing_since: dt.datetime = field(init=False)
     # Nothing confirmed or rejected before this run: its change set is its whole slice, nothing can have
     # been deleted. Read once, when the run is planned, before its first batch lands in the ledger.
     fresh: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.fresh = self.state.is_fresh(self.spec.name)
-
-    @property
-    def whole_slice(self) -> bool:
-        """The change set is every row of the slice (a first sync or a full refresh), no diff needed."""
-        return (self.fresh or self.full_refresh) and not self.spec.existing_ids_only
+        self.missing_since = utcnow() - dt.timedelta(seconds=self.spec.missing_retry_seconds)
+        self.fresh = self.state.ledger.is_fresh(self.spec.name)
+        self.sql = ChangeSetSQL(
+            self.spec, self.window, self.column_types, self.duplicated_ids > 0, self.full_refresh
+        )
+        self.reader: _Reader = _JoinInWarehouse(self) if self.ledger_in_warehouse else _Streamed(self)
 
     @property
     def ledger_in_warehouse(self) -> bool:
         return self.state.engine.url == self.warehouse.url
 
-    def _hashed_source(self, rowids: tuple[int, int] | None = None, part: Part | None = None) -> sa.Subquery:
-        rel = source_relation(self.spec)
-        source_id = id_text(rel, self.spec)
-        stmt = sa.select(
-            source_id.label(ID_COL),
-            row_hash(rel, self.spec, self.column_types).label(HASH_COL),
-            *[rel.c[m.column] for m in self.spec.fields],
-        )
-        predicate = slice_predicate(rel, self.spec, self.window)
-        if predicate is not None:
-            stmt = stmt.where(predicate)
-        if rowids is not None:
-            stmt = stmt.where(ROWID.between(rowids[0], rowids[1] - 1))
-        # On the source's own id, below the hash: a part hashes only its own rows.
-        return stmt.where(*in_part(source_id, part)).subquery("h")
-
-    def _rows_of(self, hashed: sa.Subquery, prev: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
-        """Columns in ChangedRow order; prev None: whether the ledger has the id is not known here."""
-        return sa.select(
-            hashed.c[ID_COL],
-            hashed.c[HASH_COL],
-            (sa.literal(UNKNOWN_PREV) if prev is None else prev).label(PREV_COL),
-            *[hashed.c[m.column] for m in self.spec.fields],
-        )
-
-    def changed_query(self, existing_only: bool = True, part: Part | None = None) -> sa.Select[Any]:
-        """The SQL-join diff: hashed slice rows whose hash the ledger lacks, less ids recently reported missing
-        (and, for existing_ids_only syncs, less ids not in the stored list of ids Pendo has); with `part`,
-        only the ids of that part (on both sides of the join)."""
-        hashed = self._hashed_source(part=part)
-        # The ledger's hash of each row (NULL: the ledger lacks the id); a full refresh does not look.
-        stmt = self._rows_of(hashed, None if self.full_refresh else self.state.ledger.c.row_hash)
-        if self.spec.existing_ids_only and existing_only:
-            known = self.state.pendo_ids
-            stmt = stmt.where(
-                sa.exists().where(
-                    known.c.sync_name == self.spec.name,
-                    known.c.record_id == hashed.c[ID_COL],
-                    *in_part(known.c.record_id, part),
-                )
+    @cached_property
+    def duplicated_ids(self) -> int:
+        """How many ids more than one source row carries (each is rejected, every run)."""
+        if self.unique_ids:
+            return 0
+        with self.warehouse.connect() as conn:
+            return int(
+                conn.execute(count_of(ChangeSetSQL(self.spec, self.window, None).duplicate_ids())).scalar()
+                or 0
             )
-        if self.full_refresh:
-            return stmt
-        ledger, rejects = self.state.ledger, self.state.rejects
-        stmt = stmt.outerjoin(
-            ledger,
-            sa.and_(
-                ledger.c.sync_name == self.spec.name,
-                ledger.c.record_id == hashed.c[ID_COL],
-                *in_part(ledger.c.record_id, part),
-            ),
-        ).where(sa.or_(ledger.c.row_hash.is_(None), ledger.c.row_hash != hashed.c[HASH_COL]))
-        if self.missing_since is not None:
-            recently_missing = sa.exists().where(
-                rejects.c.sync_name == self.spec.name,
-                rejects.c.record_id == hashed.c[ID_COL],
-                rejects.c.row_hash == hashed.c[HASH_COL],
-                rejects.c.kind == "missing",
-                rejects.c.rejected_at > self.missing_since,
-            )
-            stmt = stmt.where(~recently_missing)
-        return stmt
 
+    @property
+    def whole_slice(self) -> bool:
+        """The change set is every row of the slice, no diff needed: a first sync, or a full refresh with no
+        reject to retry."""
+        if self.spec.existing_ids_only or self.duplicated_ids:
+            return False
+        return self.fresh or (self.full_refresh and not self._has_rejects)
+
+    @cached_property
+    def _has_rejects(self) -> bool:
+        return bool(self.state.rejects.count_by_kind(self.spec.name))
+
+    def diff_state(self) -> DiffState:
+        t = self.state.tables
+        return DiffState(
+            self.spec.name,
+            t.ledger,
+            t.rejects,
+            None if self.fresh else self.state.rejects.retry_flags(self.spec.name, self.missing_since),
+            t.pendo_ids if self.spec.existing_ids_only else None,
+        )
+
+    # -- what the run reads ----------------------------------------------------------------------------
+    def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
+        yield from self.reader.changed_rows(chunk_rows)
+
+    def duplicates(self, chunk_rows: int) -> Iterator[list[tuple[str, int]]]:
+        """(id, rows carrying it) for every duplicated id of the source, in chunks."""
+        if not self.duplicated_ids:
+            return
+        for part in stream_rows(self.warehouse, self.sql.duplicate_ids(), chunk_rows):
+            yield [(str(record_id), int(copies)) for record_id, copies in map(tuple, part)]
+
+    def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
+        """Ledger ids that are no longer in the source (meaningful only for a full slice)."""
+        if not self.fresh:  # the ledger held nothing when the run began: all it holds now is in the source
+            yield from self.reader.deleted_ids(chunk_rows)
+
+    def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
+        """Rejected ids the ledger lacks that left the source: nothing is owed for them any more."""
+        if not self.fresh:
+            yield from self.reader.vanished_rejects(chunk_rows)
+
+    # -- sizes, for progress ---------------------------------------------------------------------------
     def expected_total(self, with_deletes: bool) -> int:
         """Records a run will send, for progress and ETA, where knowing it up front is cheap; -1 otherwise
         (the run learns it exactly when its reader has seen every row). A first sync or a full refresh
@@ -153,66 +148,95 @@ class ChangeSet:
             return count_rows(self.warehouse, self.spec, self.window)
         return -1 if with_deletes else self.count_changed()
 
-    def count_changed(self, existing_only: bool = True) -> int:
-        """Size of the change set (for progress and ETA); -1 in separate-state mode (it would cost a pass)."""
-        if self.ledger_in_warehouse:
-            total = 0
-            with self.warehouse.connect() as conn:
-                for part in self.parts:
-                    query = self.changed_query(existing_only, part).subquery()
-                    total += int(conn.execute(sa.select(sa.func.count()).select_from(query)).scalar() or 0)
-            return total
-        return -1  # unknown without a full pass; progress shows no ETA
+    def count_changed(self) -> int:
+        """Size of the change set; -1 with a separate state database (it would cost a pass)."""
+        return self.reader.count_changed(existing_only=True)
 
     def count_not_in_pendo(self) -> int:
-        """Changed rows the existence filter skips (ids absent from Pendo's list); -1 when unknown."""
-        if not self.spec.existing_ids_only or not self.ledger_in_warehouse:
-            return -1 if self.spec.existing_ids_only else 0
-        return self.count_changed(existing_only=False) - self.count_changed()
+        """Changed rows the existence filter holds back (ids absent from Pendo's list); -1 when unknown."""
+        if not self.spec.existing_ids_only:
+            return 0
+        if not self.ledger_in_warehouse:
+            return -1
+        return self.reader.count_changed(existing_only=False) - self.reader.count_changed(existing_only=True)
+
+    @cached_property
+    def parts(self) -> list[Part | None]:
+        """The parts a join of the slice with the ledger is done in: DuckDB joins at most DUCKDB_JOIN_ROWS
+        rows a side at once; other databases join it whole. Counted once, when a run first needs them."""
+        if backend_of(self.warehouse) != "duckdb":
+            return [None]
+        rows = max(
+            count_rows(self.warehouse, self.spec, self.window), self.state.ledger.count(self.spec.name)
+        )
+        n = -(-rows // DUCKDB_JOIN_ROWS)
+        return [None] if n <= 1 else [(k, n) for k in range(n)]
+
+
+class _Reader:
+    """How a change set is read: one strategy per place of the ledger."""
+
+    def __init__(self, changes: ChangeSet) -> None:
+        self.changes = changes
 
     def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
-        if self.ledger_in_warehouse:
-            for part in self._diff_parts(chunk_rows):
-                yield [_changed_row(r) for r in part]
-            return
-        for part in stream_rows(self.warehouse, self._rows_of(self._hashed_source(), None), chunk_rows):
-            rows = [_changed_row(r) for r in part]
-            ids = [r[0] for r in rows if r[0] is not None]
-            confirmed: dict[str, str] = {}
-            skip: set[tuple[str, str]] = set()
-            # A first sync has nothing to look up: what the ledger holds now, this run wrote (and looking
-            # would probe a table growing under stale statistics, which PostgreSQL plans as a full scan).
-            if not self.full_refresh and not self.fresh:
-                confirmed = self.state.ledger_hashes(self.spec.name, ids)
-                if self.missing_since is not None:
-                    skip = self.state.recent_missing(self.spec.name, ids, self.missing_since)
-            changed = [
-                (r[0], r[1], not self.full_refresh and r[0] not in confirmed, r[3])
-                for r in rows
-                if confirmed.get(r[0]) != r[1] and (r[0], r[1]) not in skip
-            ]
-            if changed and self.spec.existing_ids_only:
-                known = self.state.pendo_ids_among(self.spec.name, [r[0] for r in changed])
-                changed = [r for r in changed if r[0] in known]
-            if changed:
-                yield changed
+        raise NotImplementedError
 
-    def _diff_parts(self, chunk_rows: int) -> Iterator[Sequence[sa.Row[Any]]]:
-        """The join diff in chunks. On DuckDB, a first sync or a full refresh (its change set is the whole
-        slice, no join needed) reads the source table by rowid range, hashing as it goes."""
-        on_duckdb = backend_of(self.warehouse) == "duckdb"
-        end = rowid_end(self.warehouse, self.spec) if self.whole_slice and on_duckdb else None
+    def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
+        raise NotImplementedError
+
+    def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
+        raise NotImplementedError
+
+    def count_changed(self, existing_only: bool) -> int:
+        raise NotImplementedError
+
+
+class _JoinInWarehouse(_Reader):
+    """The ledger is in the warehouse: the diff is SQL joins, done where the data lives."""
+
+    def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
+        for rows in self._changed(chunk_rows):
+            yield [_changed_row(r) for r in rows]
+
+    def _changed(self, chunk_rows: int) -> Iterator[Sequence[sa.Row[Any]]]:
+        """On DuckDB, a change set that is a whole table's slice (no join needed) is read by rowid range,
+        hashing as it goes; any other diff through a scratch copy (see _read)."""
+        c = self.changes
+        on_duckdb = backend_of(c.warehouse) == "duckdb"
+        end = rowid_end(c.warehouse, c.spec) if c.whole_slice and on_duckdb else None
         if end is None:
-            yield from self._read(lambda part: self.changed_query(part=part), chunk_rows, "changes")
+            state = c.diff_state()
+            yield from self._read(lambda part: c.sql.changed(state, part), chunk_rows, "changes")
             return
-        # A first sync's rows are all new to the ledger (prev NULL); a refresh does not look (as in changed_query).
-        prev = None if self.full_refresh else sa.null()
+        # A first sync's rows are all new to the ledger (prev NULL); a refresh does not look.
+        prev = None if c.full_refresh else sa.null()
         yield from rowid_pages(
-            self.warehouse,
-            lambda start, stop: self._rows_of(self._hashed_source((start, stop)), prev),
+            c.warehouse,
+            lambda start, stop: c.sql.rows(c.sql.source_rows(rowids=(start, stop)), prev),
             end,
             chunk_rows,
         )
+
+    def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
+        state = self.changes.diff_state()
+        for rows in self._read(lambda part: self.changes.sql.gone(state, part), chunk_rows, "gone"):
+            yield [r[0] for r in rows]
+
+    def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
+        c = self.changes
+        for rows in stream_rows(c.warehouse, c.sql.gone_rejects(c.diff_state()), chunk_rows):
+            yield [r[0] for r in rows]
+
+    def count_changed(self, existing_only: bool) -> int:
+        c = self.changes
+        state = c.diff_state()
+        if not existing_only:
+            state = DiffState(state.sync_name, state.ledger, state.rejects, state.retry_flags, None)
+        with c.warehouse.connect() as conn:
+            return sum(
+                int(conn.execute(count_of(c.sql.changed(state, part))).scalar() or 0) for part in c.parts
+            )
 
     def _read(
         self, query: Callable[[Part | None], sa.Select[Any]], chunk_rows: int, purpose: str
@@ -223,61 +247,84 @@ class ChangeSet:
         read open across the run's ledger writes holds memory in proportion to the rows written. There the
         result is copied into a scratch table beside the ledger, one part of the ids at a time (parts),
         and read from it a range at a time."""
-        if backend_of(self.warehouse) != "duckdb":
-            yield from stream_rows(self.warehouse, query(None), chunk_rows)
+        c = self.changes
+        if backend_of(c.warehouse) != "duckdb":
+            yield from stream_rows(c.warehouse, query(None), chunk_rows)
             return
-        scratch = f"{purpose}_{self.spec.name}"  # one run of a sync at a time (the run lock)
-        parts = [query(part) for part in self.parts]
-        yield from spooled_rows(self.warehouse, parts, chunk_rows, self.state.schema, scratch)
+        scratch = f"{purpose}_{c.spec.name}"  # one run of a sync at a time (the run lock)
+        parts = [query(part) for part in c.parts]
+        yield from spooled_rows(c.warehouse, parts, chunk_rows, c.state.schema, scratch)
 
-    @cached_property
-    def parts(self) -> list[Part | None]:
-        """The parts a join of the slice with the ledger is done in: DuckDB joins at most DUCKDB_JOIN_ROWS
-        rows a side at once; other databases join it whole. Counted once, when a run first needs them."""
-        if backend_of(self.warehouse) != "duckdb":
-            return [None]
-        rows = max(
-            count_rows(self.warehouse, self.spec, self.window), self.state.ledger_count(self.spec.name)
-        )
-        n = -(-rows // DUCKDB_JOIN_ROWS)
-        return [None] if n <= 1 else [(k, n) for k in range(n)]
+
+class _Streamed(_Reader):
+    """The ledger is in a separate state database: the source streams, and each chunk of it is looked up
+    in the ledger and the rejects; then the rows to retry outside the slice are read by id."""
+
+    def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
+        c = self.changes
+        for rows in stream_rows(c.warehouse, c.sql.rows(c.sql.source_rows(), None), chunk_rows):
+            changed = self._changed([_changed_row(r) for r in rows])
+            if changed:
+                yield changed
+        if c.fresh or c.window.mode == "full":
+            return  # nothing to retry, or every row to retry was in the slice
+        for ids in c.state.rejects.retry_ids(c.spec.name, c.missing_since, chunk_rows):
+            for chunk in chunks(ids, 1000):
+                retried = c.sql.rows(c.sql.source_rows(ids=chunk), None)
+                with c.warehouse.connect() as conn:
+                    found = [_changed_row(r) for r in conn.execute(retried)]
+                changed = self._changed(found)
+                if changed:
+                    yield changed
+
+    def _changed(self, rows: list[ChangedRow]) -> list[ChangedRow]:
+        c = self.changes
+        # A first sync has nothing to look up: what the ledger holds now, this run wrote (and looking
+        # would probe a table growing under stale statistics, which PostgreSQL plans as a full scan).
+        if c.fresh:
+            changed = [r._replace(new=not c.full_refresh) for r in rows]
+        else:
+            ids = [r.record_id for r in rows if r.record_id is not None]
+            confirmed = {} if c.full_refresh else c.state.ledger.hashes(c.spec.name, ids)
+            flags = c.state.rejects.flags_of(c.spec.name, ids, c.missing_since)
+            changed = []
+            for r in rows:
+                retry, held = flags.get(r.record_id, (r.retried, None))
+                if not c.full_refresh and held == r.row_hash:
+                    continue  # Pendo reported the id missing recently: not again yet
+                if c.full_refresh or retry or confirmed.get(r.record_id) != r.row_hash:
+                    new = not c.full_refresh and r.record_id not in confirmed
+                    changed.append(r._replace(new=new, retried=bool(retry)))
+        if changed and c.spec.existing_ids_only:
+            known = c.state.ledger.pendo_ids_among(c.spec.name, [r.record_id for r in changed])
+            changed = [r for r in changed if r.record_id in known]
+        return changed
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
-        """Ids in the ledger that are no longer in the source (meaningful only for a full slice)."""
-        if self.fresh:
-            return  # the ledger held nothing when the run began: what it holds now is all in the source
-        rel = source_relation(self.spec)
-        source_id = id_text(rel, self.spec)
-        ledger = self.state.ledger
-        if self.ledger_in_warehouse:
+        for ids in self.changes.state.ledger.ids(self.changes.spec.name, chunk_rows):
+            gone = self._absent(ids)
+            if gone:
+                yield gone
 
-            def gone(part: Part | None) -> sa.Select[Any]:
-                return sa.select(ledger.c.record_id).where(
-                    ledger.c.sync_name == self.spec.name,
-                    *in_part(ledger.c.record_id, part),
-                    ~sa.exists().where(source_id == ledger.c.record_id, *in_part(source_id, part)),
-                )
+    def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
+        c = self.changes
+        for rejected in c.state.rejects.rejected_ids(c.spec.name, chunk_rows):
+            confirmed = c.state.ledger.hashes(c.spec.name, rejected)
+            gone = self._absent([i for i in rejected if i not in confirmed])
+            if gone:
+                yield gone
 
-            for rows in self._read(gone, chunk_rows, "gone"):
-                yield [r[0] for r in rows]
-            return
-        for ids in self.state.ledger_ids(self.spec.name, chunk_rows):
-            with self.warehouse.connect() as conn:
-                present = {r[0] for r in conn.execute(sa.select(source_id).where(source_id.in_(ids)))}
-            gone_ids = [i for i in ids if i not in present]
-            if gone_ids:
-                yield gone_ids
+    def _absent(self, ids: list[str]) -> list[str]:
+        present: set[str] = set()
+        with self.changes.warehouse.connect() as conn:
+            for chunk in chunks(ids, 1000):
+                present.update(r[0] for r in conn.execute(self.changes.sql.present_ids(chunk)))
+        return [i for i in ids if i not in present]
 
-
-def in_part(column: sa.ColumnElement[Any], part: Part | None) -> list[sa.ColumnElement[bool]]:
-    """DuckDB: the condition that the id is in the part (the same id hashes alike on both sides of a join),
-    as a list to spread into a where() or an and_(); empty without a part."""
-    if part is None:
-        return []
-    k, n = part
-    return [sa.func.hash(column) % n == k]
+    def count_changed(self, existing_only: bool) -> int:
+        return -1  # unknown without a full pass; progress shows no ETA
 
 
 def _changed_row(row: Any) -> ChangedRow:
     values = tuple(row)
-    return values[0], values[1], values[2] is None, values[3:]
+    return ChangedRow(values[0], values[1], values[2] is None, values[3] == 1, values[4:])

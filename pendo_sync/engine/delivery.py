@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from pendo_sync.config import DeliverySettings
+from pendo_sync.outcome import Reject
 from pendo_sync.pendo.client import PendoClient, PendoError
 
 
@@ -78,10 +79,19 @@ class Batch:
 
 @dataclass
 class BatchResult:
+    """What became of every record of a batch: confirmed by Pendo, or rejected with a reason."""
+
     confirmed: list[Record] = field(default_factory=list)
-    rejects: list[tuple[Record, str, str]] = field(default_factory=list)  # (record, kind, reason)
+    rejects: list[Reject] = field(default_factory=list)
     sent: int = 0
     updated: int = 0
+
+    def reject(self, record: Record, kind: str, reason: str) -> None:
+        if record.op == "clear" and kind == "missing":
+            # A deleted id Pendo does not have needs no clearing: done, it leaves the ledger all the same.
+            self.confirmed.append(record)
+        else:
+            self.rejects.append(Reject(record.record_id, record.row_hash, kind, reason))
 
 
 @dataclass
@@ -101,7 +111,9 @@ class BatchSizer:
 
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
-        self.records = max(1, min(settings.batch_records, settings.max_batch_records))
+        # The most records a call may carry: max_batch_records, until a 408 shows that fewer must do.
+        self.ceiling = max(1, settings.max_batch_records)
+        self.records = max(1, min(settings.batch_records, self.ceiling))
         self.seconds_per_record: float | None = None
         self.call_seconds = 0.0
 
@@ -116,10 +128,13 @@ class BatchSizer:
         )
         self.call_seconds = elapsed if not self.call_seconds else 0.8 * self.call_seconds + 0.2 * elapsed
         allowed = int(self.settings.target_call_seconds / max(self.seconds_per_record, 1e-9))
-        self.records = max(1, min(self.settings.max_batch_records, allowed))
+        self.records = max(1, min(self.ceiling, allowed))
 
-    def shrink(self) -> None:
-        self.records = max(1, self.records // 2)
+    def too_slow(self, records: int) -> None:
+        """A call of `records` ran past Pendo's time limit (408): for the rest of the run, no call carries
+        more than half of that (the halves of the batch are what is tried next)."""
+        self.ceiling = max(1, min(self.ceiling, records // 2))
+        self.records = min(self.records, self.ceiling)
 
 
 class AdaptiveLimit:
@@ -209,6 +224,11 @@ class Delivery:
         return result
 
     async def _send_into(self, batch: Batch, result: BatchResult) -> None:
+        if len(batch.records) > self.sizer.ceiling:
+            # Batched before a 408 taught the sizer what fits: halve it first, without a call.
+            for half in batch.halves():
+                await self._send_into(half, result)
+            return
         attempts, throttles = 0, 0
         while True:
             await self.limit.wait_if_paused()
@@ -233,11 +253,10 @@ class Delivery:
                 self._apply_answer(batch, response, result)
                 return
             if status == 408:
-                self.sizer.shrink()
+                self.sizer.too_slow(len(batch.records))
                 if len(batch.records) == 1:
-                    record = batch.records[0]
-                    result.rejects.append(
-                        (record, "error", "one record alone ran past Pendo's time limit (HTTP 408)")
+                    result.reject(
+                        batch.records[0], "error", "one record alone ran past Pendo's time limit (HTTP 408)"
                     )
                     return
                 self.stats.splits += 1
@@ -287,7 +306,8 @@ class Delivery:
         return random.uniform(cap / 2, cap)
 
     def _reject_all(self, batch: Batch, result: BatchResult, kind: str, reason: str) -> None:
-        result.rejects += [(r, kind, reason) for r in batch.records]
+        for record in batch.records:
+            result.reject(record, kind, reason)
 
     def _apply_answer(self, batch: Batch, response: httpx.Response, result: BatchResult) -> None:
         try:
@@ -316,11 +336,11 @@ class Delivery:
             reason = f"Pendo reported errors without ids ({'; '.join(unattributed)[:300]}); not claimed"
         for record in batch.records:
             if record.record_id in missing:
-                result.rejects.append((record, "missing", f"{self.kind} id not found in Pendo"))
+                result.reject(record, "missing", f"{self.kind} id not found in Pendo")
             elif record.record_id in errors:
-                result.rejects.append((record, "error", errors[record.record_id]))
+                result.reject(record, "error", errors[record.record_id])
             elif unattributed:
-                result.rejects.append((record, "error", reason))
+                result.reject(record, "error", reason)
             else:
                 result.confirmed.append(record)
 

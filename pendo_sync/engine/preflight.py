@@ -1,31 +1,74 @@
-"""Checks before anything is sent: every column exists in the source, every field exists in Pendo with the
-declared type. Each problem names the sync, the column or field, and the fix."""
+"""Checks before anything is sent, the same for `pendo-sync check`, `pendo-sync run` and a Dagster
+materialization: the source exists with every mapped column, every field exists in Pendo with the declared
+type, and how many ids the source carries more than once. Each problem names the sync, the column or
+field, and the fix."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
+from pendo_sync.errors import EXIT_PROBLEMS, PendoSyncError
 from pendo_sync.warehouse.catalog import describe_table
+from pendo_sync.warehouse.engines import backend_of
+from pendo_sync.warehouse.errors import database_failure, lost_connection
+from pendo_sync.warehouse.slices import probe_columns
 
 # Pendo field types that accept a mapping's type (a "float" field takes integers too; "" takes anything).
 _COMPATIBLE = {("float", "integer"), ("integer", "float")}
 
 
+class PreflightError(PendoSyncError):
+    """The config does not match the warehouse or Pendo: nothing was sent. One problem a line."""
+
+    exit_code = EXIT_PROBLEMS
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+    def lines(self) -> list[str]:
+        return self.problems
+
+
+@dataclass
+class Source:
+    """What the warehouse says of a sync's source: its columns and whether it enforces one row per id."""
+
+    columns: dict[str, str] | None  # name -> database type; None: the table does not exist
+    unique_ids: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def describe_source(engine: Engine, spec: SyncSpec) -> Source:
+    """The source's columns (a query's from a probe that reads no row) and key. A query the warehouse
+    refuses is a problem; a lost connection raises WarehouseError."""
+    try:
+        if spec.table:
+            table = describe_table(engine, spec.table)
+            if table is None:
+                return Source(None)
+            # PostgreSQL and DuckDB enforce a primary key; Redshift's is informational only.
+            unique = table.key_columns == (spec.id_column,) and backend_of(engine) != "redshift"
+            return Source({c.name: c.data_type for c in table.columns}, unique)
+        with engine.connect() as conn:
+            result = conn.execute(probe_columns(spec))
+            description = result.cursor.description if result.cursor is not None else None
+        return Source({str(d[0]): _type_name(d[1]) for d in description or ()})
+    except sa.exc.DBAPIError as exc:
+        failure = database_failure(exc, spec.name, "reading the source's columns", bool(spec.query))
+        if spec.query and not lost_connection(exc):
+            return Source({}, problems=[str(failure)])  # the query is the config's to fix
+        raise failure from None
+
+
 def source_columns(engine: Engine, spec: SyncSpec) -> dict[str, str] | None:
     """Column name -> database type of the sync's source, or None when the table does not exist."""
-    if spec.table:
-        table = describe_table(engine, spec.table)
-        return None if table is None else {c.name: c.data_type for c in table.columns}
-    assert spec.query is not None
-    probe = sa.select(sa.text("*")).select_from(sa.text(f"({spec.query}) AS probe")).limit(0)
-    with engine.connect() as conn:
-        result = conn.execute(probe)
-        description = result.cursor.description if result.cursor is not None else None
-        return {str(d[0]): _type_name(d[1]) for d in description or ()}
+    return describe_source(engine, spec).columns
 
 
 # PostgreSQL/Redshift type OIDs that psycopg2 reports for a query's columns (DuckDB reports type names).
@@ -51,8 +94,11 @@ def _type_name(type_code: Any) -> str:
     return str(type_code).lower()
 
 
-def warehouse_problems(spec: SyncSpec, columns: dict[str, str] | None) -> list[str]:
+def warehouse_problems(spec: SyncSpec, source: Source) -> list[str]:
     place = f"sync {spec.name!r}"
+    if source.problems:
+        return source.problems
+    columns = source.columns
     if columns is None:
         return [
             f"{place}: table {spec.table!r} does not exist in the warehouse; check 'table' (schema.table) "
@@ -97,3 +143,13 @@ def pendo_problems(spec: SyncSpec, schema: dict[str, dict[str, dict[str, Any]]])
                 f"{mapping.type!r}; set type: {pendo_type} in the config or change the field in Pendo"
             )
     return problems
+
+
+def preflight(spec: SyncSpec, engine: Engine, pendo_schema: dict[str, Any]) -> Source:
+    """The source as described, or PreflightError with every problem of the sync (the warehouse's first:
+    Pendo's fields are compared only once the columns are known to be there)."""
+    source = describe_source(engine, spec)
+    problems = warehouse_problems(spec, source) or pendo_problems(spec, pendo_schema)
+    if problems:
+        raise PreflightError(problems)
+    return source

@@ -10,6 +10,9 @@ from pendo_sync.config import SyncSpec
 from pendo_sync.engine.delivery import Batch, Record
 from pendo_sync.pendo.types import CoercionError, cleared_values, coercer_for
 
+# The ledger's record_id column (state/tables.py).
+MAX_ID_LENGTH = 512
+
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
@@ -44,6 +47,11 @@ class RecordEncoder:
         """The record for a row, or CoercionError naming the column, the field and the value."""
         if record_id is None or record_id == "":
             raise CoercionError(f"id column {self.spec.id_column!r} is empty")
+        if len(record_id) > MAX_ID_LENGTH:
+            raise CoercionError(
+                f"id column {self.spec.id_column!r} holds {len(record_id):,} characters; Pendo ids (and the "
+                f"ledger) take at most {MAX_ID_LENGTH}"
+            )
         payload: dict[str, Any] = {}
         coerce: Callable[[Any], Any]
         for (column, field, coerce, already), value in zip(self._fields, values, strict=True):

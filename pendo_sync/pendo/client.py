@@ -6,11 +6,19 @@ The integration key goes in a header and nowhere else: never in a message, a log
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+
+from pendo_sync.errors import SyncFailed, UsageError
+
+# The local Pendo emulator (pendo_sync/pendo/emulator.py): where the demo, `make dev` and the default
+# resources expect it, and the key it accepts.
+EMULATOR_URL = "http://127.0.0.1:8765"
+EMULATOR_KEY = "emulator-key"
 
 REGIONS = {
     "us": "https://app.pendo.io",
@@ -22,12 +30,39 @@ REGIONS = {
 }
 
 
-class PendoError(RuntimeError):
+class PendoError(SyncFailed):
     """A Pendo call that cannot succeed as configured; the message says what to change."""
 
 
 class PendoAuthError(PendoError):
-    pass
+    """Pendo refused the integration key."""
+
+
+class PendoUnreachable(PendoError):
+    """No answer from Pendo at all: the URL, the network, or (at the default URL) the emulator is not up."""
+
+
+def unreachable(base_url: str, exc: httpx.TransportError) -> PendoUnreachable:
+    """The one message for a Pendo that does not answer."""
+    causes = [exc]
+    while causes[-1].__cause__ is not None or causes[-1].__context__ is not None:
+        causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+    if isinstance(exc, httpx.TimeoutException):
+        why = "timed out"
+    elif any(isinstance(c, ConnectionRefusedError) or "refused" in str(c).lower() for c in causes):
+        why = "connection refused"
+    else:
+        why = str(causes[-1]) or str(exc) or type(exc).__name__
+    if base_url == EMULATOR_URL:
+        return PendoUnreachable(
+            f"cannot reach Pendo at {base_url} ({why}): that is the local Pendo emulator, which is not "
+            "running; start it with `pendo-sync emulator` (or `make dev`), or set PENDO_BASE_URL to your "
+            "Pendo region"
+        )
+    return PendoUnreachable(
+        f"cannot reach Pendo at {base_url} ({why}); check PENDO_BASE_URL (a region: us, us1, eu, jpn, au; "
+        "or a URL) and that this machine can reach it"
+    )
 
 
 def resolve_base_url(value: str | None, integration_key: str = "") -> str:
@@ -37,7 +72,7 @@ def resolve_base_url(value: str | None, integration_key: str = "") -> str:
     if value.lower() in REGIONS:
         return REGIONS[value.lower()]
     if not value.startswith(("http://", "https://")):
-        raise PendoError(
+        raise UsageError(
             f"PENDO_BASE_URL {value!r} is neither a region ({', '.join(REGIONS)}) nor an http(s) URL"
         )
     return value.rstrip("/")
@@ -93,20 +128,34 @@ class PendoClient:
         params = {"create": "true"} if create else None
         return await self.http.post(f"/api/v1/metadata/{kind}/{group}/value", content=body, params=params)
 
+    async def _read(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """A read call (schema, record, aggregation): unreachable, refused key and errors as PendoErrors."""
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise unreachable(self.base_url, exc) from None
+        _raise_for_auth(response, what)
+        if response.status_code >= 400 and response.status_code != 404:
+            raise PendoError(f"Pendo answered HTTP {response.status_code} on {what}: {response.text[:200]}")
+        return response
+
     async def field_schema(self, kind: str) -> dict[str, dict[str, dict[str, Any]]]:
         """group -> field -> attributes ({"Type": ..., "ElementType": ..., "isDeleted": ...})."""
-        response = await self.http.get(f"/api/v1/metadata/schema/{kind}")
-        _raise_for_auth(response, f"reading the {kind} field schema")
-        response.raise_for_status()
+        response = await self._read(
+            "GET", f"/api/v1/metadata/schema/{kind}", f"reading the {kind} field schema"
+        )
         result: dict[str, dict[str, dict[str, Any]]] = response.json()
         return result
 
+    async def field_schemas(self, kinds: set[str]) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+        """kind -> field_schema(kind), for each kind."""
+        return {kind: await self.field_schema(kind) for kind in sorted(kinds)}
+
     async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
-        response = await self.http.get(f"/api/v1/{kind}/{httpx.URL(record_id).raw_path.decode()}")
+        path = f"/api/v1/{kind}/{httpx.URL(record_id).raw_path.decode()}"
+        response = await self._read("GET", path, f"reading {kind} {record_id}")
         if response.status_code == 404:
             return None
-        _raise_for_auth(response, f"reading {kind} {record_id}")
-        response.raise_for_status()
         record: dict[str, Any] = response.json()
         return record
 
@@ -125,12 +174,22 @@ class PendoClient:
                 pipeline.append({"filter": " && ".join(clauses)})
             pipeline += [{"select": {id_key: id_key}}, {"sort": [id_key]}, {"limit": page_size}]
             body = {"response": {"mimeType": "application/json"}, "request": {"pipeline": pipeline}}
-            response = await self.http.post("/api/v1/aggregation", json=body)
-            _raise_for_auth(response, "the aggregation API")
-            response.raise_for_status()
+            response = await self._read("POST", "/api/v1/aggregation", "the aggregation API", json=body)
             ids = [str(r[id_key]) for r in response.json().get("results", [])]
             if ids:
                 yield ids
             if len(ids) < page_size:
                 return
             last = ids[-1]
+
+
+def read_field_schemas(
+    client: Callable[[], PendoClient], kinds: set[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """kind -> group -> field -> attributes, from synchronous code (a sensor, a check), on a loop of its own."""
+
+    async def read() -> dict[str, dict[str, dict[str, Any]]]:
+        async with client() as pendo:
+            return await pendo.field_schemas(kinds)
+
+    return asyncio.run(read())

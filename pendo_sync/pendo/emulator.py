@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-# Where the demo, `make dev` and the default resources expect the emulator, and the key it accepts.
-EMULATOR_URL = "http://127.0.0.1:8765"
-EMULATOR_KEY = "emulator-key"
+from pendo_sync.pendo.client import EMULATOR_KEY
 
 KINDS = ("visitor", "account")
 GROUPS = ("custom", "agent")
@@ -208,6 +206,7 @@ class Emulator:
             out = dict(self._stats)
             out["statuses"] = dict(self._statuses)
             out["batch_sizes"] = list(self._batch_sizes)
+            out["call_bytes"] = list(self._call_bytes)
             return out
 
     def reset_stats(self) -> None:
@@ -223,6 +222,7 @@ class Emulator:
             }
             self._statuses: Counter[int] = Counter()
             self._batch_sizes: list[int] = []
+            self._call_bytes: list[int] = []  # the body size of each write call that carried records
             # Which ids each write carried, in order: lets a test prove what was (not) resent.
             self.received_ids: list[str] = []
 
@@ -411,6 +411,7 @@ class Emulator:
             self._stats["bytes_received"] += n_bytes
             if n_records:
                 self._batch_sizes.append(n_records)
+                self._call_bytes.append(n_bytes)
             if status is not None:
                 self._statuses[status] += 1
 

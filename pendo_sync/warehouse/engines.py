@@ -11,6 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from pendo_sync.errors import UsageError
+
 DEFAULT_HOME = Path(os.environ.get("PENDO_SYNC_HOME", ".pendo_sync"))
 
 
@@ -24,7 +26,7 @@ def default_warehouse_url() -> str:
     return f"duckdb:///{(DEFAULT_HOME / 'warehouse.duckdb').resolve()}"
 
 
-class WarehouseUrlError(ValueError):
+class WarehouseUrlError(UsageError):
     """A warehouse URL this project cannot use; the message says which form to use instead."""
 
 

@@ -1,4 +1,5 @@
-"""The one place that builds SQL over a sync's source: the source relation, row hashes, slices, chunked reads.
+"""SQL over a sync's source: the source relation, row hashes, slices, counts, chunked reads. (The change
+set's joins with the ledger are in diff.py.)
 
 Identifiers are always quoted by SQLAlchemy; values are always bound parameters.
 Every statement here must also run on Redshift (tested by compiling with its dialect).
@@ -7,7 +8,7 @@ Every statement here must also run on Redshift (tested by compiling with its dia
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.warehouse.catalog import describe_table
+from pendo_sync.errors import UsageError
 
-# Redshift's bare VARCHAR is VARCHAR(256) and would truncate long text before hashing.
-TEXT = sa.String(65535)
+# Text of any length, for ids and hashed values: unbounded TEXT on PostgreSQL and DuckDB (a CAST to
+# VARCHAR(n) truncates silently, so a change past the n-th character would go unseen). Redshift's TEXT is
+# VARCHAR(256), and its VARCHAR holds at most 65,535 bytes, so there it is VARCHAR(65535): every VARCHAR
+# value fits whole.
+TEXT = sa.String(65535).with_variant(sa.Text(), "postgresql", "duckdb")
 ID_COL = "__pendo_id"
 HASH_COL = "__pendo_hash"
 KEY_COL = "__pendo_rk"
@@ -47,8 +51,8 @@ def split_table_name(qualified: str) -> tuple[str | None, str]:
     return (schema or None), name
 
 
-def source_relation(spec: SyncSpec, extra_columns: Sequence[str] = ()) -> sa.FromClause:
-    """The sync's source as a selectable aliased `s`: a quoted table, or the user's SELECT as a subquery."""
+def source_relation(spec: SyncSpec, extra_columns: Sequence[str] = (), alias: str = "s") -> sa.FromClause:
+    """The sync's source as a selectable named `alias`: a quoted table, or the user's SELECT as a subquery."""
     names = list(
         dict.fromkeys(
             [
@@ -61,9 +65,22 @@ def source_relation(spec: SyncSpec, extra_columns: Sequence[str] = ()) -> sa.Fro
     )
     if spec.table:
         schema, name = split_table_name(spec.table)
-        return sa.table(name, *[sa.column(c) for c in names], schema=schema).alias("s")
+        return sa.table(name, *[sa.column(c) for c in names], schema=schema).alias(alias)
     assert spec.query is not None
-    return sa.text(spec.query).columns(*[sa.column(c) for c in names]).subquery("s")
+    return query_text(spec.query).columns(*[sa.column(c) for c in names]).subquery(alias)
+
+
+def query_text(query: str) -> sa.TextClause:
+    """The user's SELECT as it can be wrapped in a subquery: every colon escaped (a slice `arr[:3]` or a
+    literal '12:30' is not a bound parameter), and a line break before the closing parenthesis (a final
+    `-- comment` must not swallow it)."""
+    return sa.text(query.replace(":", "\\:") + "\n")
+
+
+def probe_columns(spec: SyncSpec) -> sa.Select[Any]:
+    """A query source's columns without its rows."""
+    assert spec.query is not None
+    return sa.select(sa.text("*")).select_from(query_text(spec.query).columns().subquery("probe")).limit(0)
 
 
 def id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
@@ -72,10 +89,14 @@ def id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
 
 
 def _as_text(column: sa.ColumnElement[Any], db_type: str | None) -> sa.ColumnElement[Any]:
+    lowered = (db_type or "").lower()
     # Redshift cannot CAST a boolean to VARCHAR; spell it out where we know the column is boolean.
-    if db_type and db_type.lower() in ("boolean", "bool"):
+    if lowered in ("boolean", "bool"):
         # Plain `CASE WHEN col` (not `col IS TRUE`, which Redshift refuses in a SELECT list).
         return sa.case((column, "t"), (sa.not_(column), "f"))
+    if lowered == "super":
+        # Redshift SUPER: its JSON text, whole (JSON_SERIALIZE fails loudly past 65,535 bytes, never truncates).
+        return sa.func.json_serialize(column)
     return sa.cast(column, TEXT)
 
 
@@ -87,7 +108,8 @@ def mapping_signature(spec: SyncSpec) -> str:
 def row_hash(
     relation: sa.FromClause, spec: SyncSpec, column_types: dict[str, str] | None = None
 ) -> sa.ColumnElement[str]:
-    """md5 of the mapped values, computed by the database where the rows live (md5 and chr exist on all three)."""
+    """md5 of the whole text of every mapped value, computed by the database where the rows live (md5 and
+    chr exist on all three)."""
     sep, null = sa.func.chr(31), sa.func.chr(30)
     parts: list[sa.ColumnElement[Any]] = [sa.cast(sa.literal(mapping_signature(spec)), TEXT)]
     for mapping in spec.fields:
@@ -103,7 +125,7 @@ def slice_predicate(relation: sa.FromClause, spec: SyncSpec, window: Slice) -> s
     if window.mode == "full":
         return None
     if not spec.replication_key:
-        raise ValueError(f"sync {spec.name!r}: mode {window.mode!r} needs a replication_key in the config")
+        raise UsageError(f"sync {spec.name!r}: mode {window.mode!r} needs a replication_key in the config")
     key = relation.c[spec.replication_key]
     clauses = []
     if window.mode == "incremental":
@@ -151,66 +173,6 @@ def stream_rows(engine: Engine, stmt: sa.Executable, chunk_rows: int) -> Iterato
         yield from result.partitions(chunk_rows)
 
 
-# DuckDB's row number of a table row: `WHERE rowid BETWEEN a AND b` reads only the row groups that hold
-# the range. It and the three functions below serve DuckDB alone (ChangeSet picks them by dialect), the
-# one exception to Redshift SQL in this module; test_redshift_sql.py checks the SELECT they stand for.
-ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())
-
-
-def rowid_end(engine: Engine, spec: SyncSpec) -> int | None:
-    """DuckDB: one past the largest rowid of the sync's source table; None where the source is a view or
-    a query, which has no rowids."""
-    table = describe_table(engine, spec.table) if spec.table else None
-    if table is None or table.is_view:
-        return None
-    with engine.connect() as conn:
-        rel = sa.table(table.name, schema=table.schema)
-        last = conn.execute(sa.select(sa.func.max(ROWID)).select_from(rel)).scalar()
-        return 0 if last is None else int(last) + 1
-
-
-def rowid_pages(
-    engine: Engine, page: Callable[[int, int], sa.Select[Any]], end: int, chunk_rows: int
-) -> Iterator[Sequence[sa.Row[Any]]]:
-    """The rows of page(start, stop) for consecutive rowid ranges of chunk_rows up to end, each fetched
-    whole and its transaction ended before it is handed on (one connection serves them all: a DuckDB
-    connection costs tens of milliseconds to open); empty ranges are skipped."""
-    with engine.connect() as conn:
-        for start in range(0, end, chunk_rows):
-            rows = conn.execute(page(start, start + chunk_rows)).all()
-            conn.commit()
-            if rows:
-                yield rows
-
-
-def spooled_rows(
-    engine: Engine, parts: Sequence[sa.Select[Any]], chunk_rows: int, schema: str, name: str
-) -> Iterator[Sequence[sa.Row[Any]]]:
-    """DuckDB: the rows of the statements (parts of one query, alike in columns), copied by one statement
-    each into a scratch table, then read from it in rowid ranges (rowid_pages); the table is dropped at
-    the end, and replaced if a crashed run left it."""
-    first, *rest = parts
-    create = first.into(name, schema=schema)
-    spool = create.table
-    drop = sa.schema.DropTable(spool, if_exists=True)
-    with engine.begin() as conn:
-        conn.execute(drop)
-        conn.execute(create)
-        for part in rest:
-            conn.execute(sa.insert(spool).from_select(list(spool.c.keys()), part))
-        end = int(conn.execute(sa.select(sa.func.count()).select_from(spool)).scalar() or 0)
-    try:
-        yield from rowid_pages(
-            engine,
-            lambda start, stop: sa.select(spool).where(ROWID.between(start, stop - 1)).order_by(ROWID),
-            end,
-            chunk_rows,
-        )
-    finally:
-        with engine.begin() as conn:
-            conn.execute(drop)
-
-
 def lookback_lower(cursor: Any, lookback_seconds: int) -> Any:
     """Re-read a trailing window behind the cursor for late-arriving rows (timestamps only)."""
     if isinstance(cursor, dt.datetime):
@@ -218,3 +180,17 @@ def lookback_lower(cursor: Any, lookback_seconds: int) -> Any:
     if isinstance(cursor, dt.date):
         return cursor - dt.timedelta(days=max(1, lookback_seconds // 86_400))
     return cursor
+
+
+def days_with_rows_after(engine: Engine, spec: SyncSpec, after: Any) -> tuple[list[dt.date], Any]:
+    """The days that received rows past `after` (the new-rows sensor), and the newest key value among them."""
+    assert spec.replication_key
+    rel = source_relation(spec)
+    key = rel.c[spec.replication_key]
+    newer = sa.true() if after is None else key > sa.bindparam("after", after)
+    with engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(key)).where(newer)).scalar()
+        if newest is None:
+            return [], after
+        days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
+    return sorted(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in days), newest

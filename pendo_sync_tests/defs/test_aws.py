@@ -174,7 +174,7 @@ def test_key_from_secrets_manager_and_archives_in_s3_through_a_materialization(
             assert match and match.group(1) in days, uri
             found[table] = aws.parquet(uri)
         rejects, report = found["rejects"], found["report"]
-        stored = [r for r in world.store.rejects_of(sync) if r["run_id"] == result.run_id]
+        stored = [r for r in world.store.rejects.outstanding(sync) if r["run_id"] == result.run_id]
         assert len(rejects) == meta["missing"] + meta["rejected"] == len(stored) > 0
         assert sorted(rejects.record_id) == sorted(r["record_id"] for r in stored)
         assert dict(zip(rejects.record_id, rejects.reason, strict=True)) == {
@@ -244,7 +244,7 @@ def test_an_archive_that_cannot_be_written_is_a_warning_not_a_failed_sync(
         rf"{result.run_id}\.parquet: NoSuchBucket; create the bucket, or correct PENDO_SYNC_ARCHIVE_S3_URI",
         meta["archive_error"],
     )
-    assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
+    assert world.store.ledger.count("accounts") == ACCOUNTS - ACCOUNTS // 50
 
 
 def test_a_malformed_archive_uri_fails_the_code_location_load(monkeypatch: pytest.MonkeyPatch):
@@ -365,7 +365,7 @@ def test_the_documented_secret_commands_feed_a_materialization(
         )
         with dg.instance_for_test() as instance:
             assert defs.resolve_job_def("sync_accounts").execute_in_process(instance=instance).success
-        assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
+        assert world.store.ledger.count("accounts") == ACCOUNTS - ACCOUNTS // 50
     finally:
         client = aws.client("secretsmanager")
         for name in ("pendo-sync/pendo-integration-key", "pendo-sync/redshift-password"):
@@ -426,7 +426,7 @@ def test_the_documented_grants_are_enough_for_a_sync_with_state_in_the_warehouse
     assert world.sql("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pendo_sync'") == [
         (db_role,)
     ]
-    assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
+    assert world.store.ledger.count("accounts") == ACCOUNTS - ACCOUNTS // 50
 
 
 @pytest.mark.postgres

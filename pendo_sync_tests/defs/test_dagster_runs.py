@@ -5,11 +5,13 @@ sensor, with the instance's storage on PostgreSQL."""
 import dataclasses
 import datetime as dt
 import json
+from typing import Any
 
 import dagster as dg
 import pytest
 
 from pendo_sync.definitions import build_definitions
+from pendo_sync.pendo.emulator import Fault
 from pendo_sync_tests.expected import expected_fields
 from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
 
@@ -79,7 +81,7 @@ def test_partition_range_backfill_resyncs_exactly_those_days_and_leaves_the_curs
         "SELECT visitor_id FROM visitors WHERE updated_at >= '2026-10-03' AND updated_at < '2026-10-06'"
     )
     assert sorted(world.emulator.received_ids) == sorted(r[0] for r in in_range if r[0] != _bad_nps(world))
-    assert world.store.current_cursor("visitors") is None  # a backfill never moves the live cursor
+    assert world.store.versions.current_cursor("visitors") is None  # a backfill never moves the live cursor
 
 
 def _bad_nps(world: World) -> str:
@@ -100,10 +102,10 @@ def test_revert_job_from_run_config(duckdb_world: World, defs_for):
             },
         )
         assert result.success
-    reverted = world.store.versions_of("accounts")[-1]
+    reverted = world.store.versions.all("accounts")[-1]
     assert (reverted.mode, reverted.status) == ("revert", "complete")
     assert reverted.note.startswith(f"reverted to version {first.version}; ")
-    assert world.store.current_cursor("accounts") == first.cursor
+    assert world.store.versions.current_cursor("accounts") == first.cursor
     world.emulator.reset_stats()
     world.run("accounts")
     # Everything changed after version 1 (seats set to 7) goes again, missing ids included; nothing else.
@@ -155,7 +157,7 @@ def test_failed_run_on_postgres_storage_alerts_slack_and_sns_without_the_key(
     # The preflight read of Pendo's field schema refused the key: the run stopped before writing any state.
     assert "on reading the account field schema" in message["text"]
     world.store.ensure_schema()
-    assert world.store.versions_of("accounts") == []
+    assert world.store.versions.all("accounts") == []
 
 
 def test_single_partition_of_a_day_without_rows_sends_nothing(duckdb_world: World, defs_for):
@@ -228,3 +230,79 @@ def test_a_mapped_column_that_disappeared_fails_its_check_naming_the_column(duck
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.description == "sync 'accounts': mapped column 'health_score' is no longer in accounts"
+
+
+def step_failure(result: dg.ExecuteInProcessResult) -> Any:
+    (event,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return event.step_failure_data.user_failure_data
+
+
+def test_a_run_pendo_refused_every_row_of_fails_with_its_figures(duckdb_world: World, defs_for):
+    world = duckdb_world
+    world.config = dataclasses.replace(
+        world.config,
+        delivery=dataclasses.replace(
+            world.delivery, max_attempts=1, backoff_base_seconds=0.01, backoff_max_seconds=0.01
+        ),
+    )
+    world.emulator.inject_faults([Fault("status", status=503, count=100_000)])
+    defs = defs_for(world)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("sync_accounts").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    failure = step_failure(result)
+    assert failure.description == (
+        f"sync 'accounts' failed: Pendo refused or failed every row it was sent ({ACCOUNTS} errors, the first: "
+        "gave up after 1 attempts: HTTP 503: injected fault: HTTP 503); every row is retried by the next run"
+    )
+    assert failure.metadata["errors"].value == ACCOUNTS and failure.metadata["status"].value == "failed"
+    (version,) = world.store.versions.all("accounts")
+    assert version.status == "failed"
+
+
+def test_a_blocking_reject_check_fails_above_its_threshold(duckdb_world: World, defs_for):
+    world = duckdb_world
+    strict = dataclasses.replace(world.spec("accounts"), max_reject_share=0.01, blocking_reject_check=True)
+    world.config = dataclasses.replace(world.config, syncs=(strict, world.spec("visitors")))
+    defs = defs_for(world)
+    spec = next(
+        s
+        for s in defs.resolve_assets_def(dg.AssetKey(["pendo", "accounts"])).check_specs
+        if s.name == "reject_share_below_threshold"
+    )
+    assert spec.blocking
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("sync_accounts").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    check = next(
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.check_name == "reject_share_below_threshold"
+    )
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert not result.success  # a blocking check that fails fails the run, so the failure alerts fire
+
+
+def test_a_source_query_the_warehouse_refuses_fails_the_step_with_the_clis_message(
+    duckdb_world: World, defs_for
+):
+    world = duckdb_world
+    columns = "account_id, CAST(plan AS INTEGER) AS plan, seats, arr, health_score, is_paying, renewal_date, updated_at"
+    by_query = dataclasses.replace(
+        world.spec("accounts"), table=None, query=f"SELECT {columns} FROM accounts"
+    )
+    world.config = dataclasses.replace(world.config, syncs=(by_query, world.spec("visitors")))
+    defs = defs_for(world)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("sync_accounts").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    description = step_failure(result).description
+    assert description.startswith(
+        "sync 'accounts': the warehouse refused the source query: Conversion Error: "
+    )
+    assert description.endswith("; fix 'query' in the config")

@@ -121,7 +121,7 @@ def test_dagster_asset_materialize_runs_a_sync(duckdb_world: World, tmp_path: Pa
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN_SUCCESS" in done.stderr
     assert "UserWarning" not in done.stderr and "BetaWarning" not in done.stderr
-    assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
+    assert world.store.ledger.count("accounts") == ACCOUNTS - ACCOUNTS // 50
 
 
 LAUNCH_RUN = """mutation($params: ExecutionParams!) {
@@ -198,7 +198,7 @@ def test_dagster_dev_launches_a_run_and_a_partition_backfill(duckdb_world: World
             RUN_STATUS, lambda d: d["runOrError"]["status"], {"SUCCESS", "FAILURE", "CANCELED"}, id=run_id
         )
         assert status == "SUCCESS"
-        assert world.store.ledger_count("accounts") == ACCOUNTS - ACCOUNTS // 50
+        assert world.store.ledger.count("accounts") == ACCOUNTS - ACCOUNTS // 50
 
         world.emulator.reset_stats()
         backfill = dagster.gql(
@@ -224,7 +224,7 @@ def test_dagster_dev_launches_a_run_and_a_partition_backfill(duckdb_world: World
             "AND (nps IS NULL OR nps <> 'n/a')"
         )
         assert sorted(world.emulator.received_ids) == sorted(r[0] for r in in_range)
-        assert world.store.current_cursor("visitors") is None
+        assert world.store.versions.current_cursor("visitors") is None
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         try:

@@ -10,6 +10,8 @@ import json
 import pytest
 
 from pendo_sync.engine.delivery import Batch, FatalDeliveryError, Record
+from pendo_sync.engine.preflight import PreflightError
+from pendo_sync.pendo.client import PendoAuthError
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync_tests.expected import expected_fields
 from pendo_sync_tests.world import ACCOUNTS, World
@@ -22,7 +24,7 @@ def assert_pendo_equals_source(world: World) -> None:
     have = world.emulator.records("account")
     want = {i: {f: v for f, v in vals.items() if v is not None} for i, vals in expected.items() if i in have}
     assert have == want
-    ledger = world.store.ledger_rows("accounts")
+    ledger = world.store.ledger.rows("accounts")
     assert set(ledger) == set(want)
 
 
@@ -85,11 +87,11 @@ def test_persistent_failure_rejects_the_batch_with_its_reason_and_the_next_run_d
     world = duckdb_world
     world.emulator.inject_faults([Fault("status", status=500, count=world.delivery.max_attempts)])
     first = world.run("accounts", delivery=dataclasses.replace(world.delivery, concurrency=1))
-    errors = [r for r in world.store.rejects_of("accounts") if r["kind"] == "error"]
+    errors = [r for r in world.store.rejects.outstanding("accounts") if r["kind"] == "error"]
     assert len(errors) == 50
     assert errors[0]["reason"] == "gave up after 6 attempts: HTTP 500: injected fault: HTTP 500"
     assert first.counts["rejected"] == 50
-    assert world.store.ledger_count("accounts") == PRESENT - (
+    assert world.store.ledger.count("accounts") == PRESENT - (
         50 - sum(1 for r in errors if world.emulator.values_of("account", r["record_id"]) is None)
     )
     world.run("accounts")
@@ -99,26 +101,41 @@ def test_persistent_failure_rejects_the_batch_with_its_reason_and_the_next_run_d
 def test_wrong_key_fails_the_run_with_an_actionable_message_and_no_secret(duckdb_world: World):
     world = duckdb_world
     world.key = "a-wrong-key-123"
-    with pytest.raises(FatalDeliveryError) as err:
+    with pytest.raises(PendoAuthError) as err:
         world.run("accounts")
     assert str(err.value) == (
-        "sync 'accounts': Pendo refused the integration key (HTTP 401); check PENDO_INTEGRATION_KEY and "
-        "that PENDO_BASE_URL is the key's region"
+        "sync 'accounts': Pendo refused the integration key (HTTP 401) on reading the account field schema; "
+        "check PENDO_INTEGRATION_KEY and that PENDO_BASE_URL is the key's region"
     )
     assert "a-wrong-key-123" not in str(err.value)
-    (version,) = world.store.versions_of("accounts")
-    assert version.status == "failed"
-    assert world.store.ledger_count("accounts") == 0
+    # The run's preflight read of Pendo's field schema was refused: it stopped before writing any state.
+    world.store.ensure_schema()
+    assert world.store.versions.all("accounts") == []
+    assert world.store.ledger.count("accounts") == 0
 
 
 def test_a_field_missing_in_pendo_fails_before_anything_is_applied(duckdb_world: World):
     world = duckdb_world
     world.emulator.remove_field("account", "custom", "annual_revenue")
+    with pytest.raises(PreflightError) as err:
+        world.run("accounts")
+    assert err.value.problems == [
+        "sync 'accounts', column 'arr': Pendo account custom field 'annual_revenue' does not exist; create it "
+        "in Pendo (Settings > Data Mappings) or map the column to an existing field"
+    ]
+    assert world.emulator.stats()["write_calls"] == 0  # nothing sent, no state written
+
+
+def test_a_field_pendo_refuses_mid_run_stops_the_run_as_failed(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.inject_faults([Fault("status", status=400, count=1000)])
     with pytest.raises(FatalDeliveryError) as err:
         world.run("accounts")
-    assert "HTTP 400: field 'annual_revenue' is not mapped for account custom" in str(err.value)
+    assert "Pendo refused the account custom write (HTTP 400: injected fault: HTTP 400)" in str(err.value)
     assert all(v == {} for v in world.emulator.records("account").values())
-    assert world.store.ledger_count("accounts") == 0
+    assert world.store.ledger.count("accounts") == 0
+    (version,) = world.store.versions.all("accounts")
+    assert version.status == "failed" and version.note == str(err.value)
 
 
 def test_runtime_budget_ends_the_run_cleanly_and_the_next_run_resumes(duckdb_world: World):
@@ -130,14 +147,14 @@ def test_runtime_budget_ends_the_run_cleanly_and_the_next_run_resumes(duckdb_wor
     first = world.run("accounts", delivery=tight)
     assert first.status == "partial"
     assert first.cursor is None  # the cursor does not move past a partial run
-    confirmed = world.store.ledger_count("accounts")
+    confirmed = world.store.ledger.count("accounts")
     assert 0 < confirmed < PRESENT
     world.emulator.settings.fixed_latency_s = 0
     world.emulator.reset_stats()
     second = world.run("accounts")
     assert second.status == "complete"
     # Nothing confirmed is resent (ids found missing wait for missing_retry_seconds).
-    assert confirmed + first.counts.get("missing", 0) == first.counts["sent"]
+    assert confirmed + first.counts["missing"] == first.counts["sent"]
     assert world.emulator.stats()["records_received"] == ACCOUNTS - first.counts["sent"]
     assert_pendo_equals_source(world)
 

@@ -8,7 +8,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from pendo_sync.state.store import Reject, StateError, StateStore, SyncLocked, decode_cursor, encode_cursor
+from pendo_sync.outcome import Reject, RunCounts
+from pendo_sync.state.lock import SyncLocked
+from pendo_sync.state.store import StateStore
+from pendo_sync.state.versions import StateError
 from pendo_sync.warehouse.engines import make_engine
 
 
@@ -20,58 +23,51 @@ def store(warehouse_url: str) -> StateStore:
 
 
 def test_batches_reach_ledger_and_rejects_together(store: StateStore) -> None:
-    v1 = store.begin_version("accounts", "run-1", "full", None)
+    v1 = store.versions.begin("accounts", "run-1", "full", None)
     store.record_batch(
         "accounts",
         v1,
         "run-1",
         confirmed=[("a", "h1"), ("b", "h2")],
         rejects=[Reject("c", "h3", "missing", "account id not found in Pendo")],
-        counts={"sent": 3, "missing": 1},
+        counts=RunCounts(sent=3, missing=1),
     )
-    assert store.ledger_rows("accounts") == {"a": "h1", "b": "h2"}
-    assert [(r["record_id"], r["kind"], r["reason"], r["run_id"]) for r in store.rejects_of("accounts")] == [
-        ("c", "missing", "account id not found in Pendo", "run-1")
-    ]
+    assert store.ledger.rows("accounts") == {"a": "h1", "b": "h2"}
+    assert [
+        (r["record_id"], r["kind"], r["reason"], r["run_id"]) for r in store.rejects.outstanding("accounts")
+    ] == [("c", "missing", "account id not found in Pendo", "run-1")]
     # c confirmed later: its reject is gone; a changed: its hash replaced, never duplicated
     store.record_batch("accounts", v1, "run-1", confirmed=[("c", "h3"), ("a", "h9")])
-    assert store.ledger_rows("accounts") == {"a": "h9", "b": "h2", "c": "h3"}
-    assert store.rejects_of("accounts") == []
-    store.finish_version("accounts", v1, "complete", dt.datetime(2026, 10, 2, 3, 4, 5), {"sent": 5})
-    latest = store.version("accounts")
-    assert latest is not None and (latest.status, latest.counts["sent"]) == ("complete", 5)
-    assert store.current_cursor("accounts") == dt.datetime(2026, 10, 2, 3, 4, 5)
+    assert store.ledger.rows("accounts") == {"a": "h9", "b": "h2", "c": "h3"}
+    assert store.rejects.outstanding("accounts") == []
+    store.versions.finish("accounts", v1, "complete", dt.datetime(2026, 10, 2, 3, 4, 5), RunCounts(sent=5))
+    latest = store.versions.get("accounts")
+    assert latest is not None and (latest.status, latest.counts.sent) == ("complete", 5)
+    assert store.versions.current_cursor("accounts") == dt.datetime(2026, 10, 2, 3, 4, 5)
 
 
 def test_revert_forgets_rows_confirmed_after_the_version(store: StateStore) -> None:
-    v1 = store.begin_version("visitors", "r1", "full", None)
+    v1 = store.versions.begin("visitors", "r1", "full", None)
     store.record_batch("visitors", v1, "r1", confirmed=[("a", "h1"), ("b", "h1")])
-    store.finish_version("visitors", v1, "complete", 10, {})
-    v2 = store.begin_version("visitors", "r2", "incremental", 10)
+    store.versions.finish("visitors", v1, "complete", 10, RunCounts())
+    v2 = store.versions.begin("visitors", "r2", "incremental", 10)
     store.record_batch("visitors", v2, "r2", confirmed=[("b", "h2"), ("c", "h2")])
-    store.finish_version("visitors", v2, "complete", 20, {})
-    assert store.revert_plan("visitors", v1) == 2
-    reverted = store.revert("visitors", v1)
+    store.versions.finish("visitors", v2, "complete", 20, RunCounts())
+    assert store.versions.revert_plan("visitors", v1) == 2
+    reverted = store.versions.revert("visitors", v1)
     assert (reverted.version, reverted.mode, reverted.cursor) == (3, "revert", 10)
-    assert store.ledger_rows("visitors") == {"a": "h1"}
-    assert [v.version for v in store.versions_of("visitors")] == [1, 2, 3]
+    assert store.ledger.rows("visitors") == {"a": "h1"}
+    assert [v.version for v in store.versions.all("visitors")] == [1, 2, 3]
     with pytest.raises(StateError, match=r"sync 'visitors' has no state version 9; versions are \[1, 2, 3\]"):
-        store.revert("visitors", 9)
+        store.versions.revert("visitors", 9)
 
 
 def test_lock_refuses_a_second_writer(store: StateStore) -> None:
-    store.acquire_lock("accounts", "run-1")
+    store.locks.acquire("accounts", "run-1")
     with pytest.raises(SyncLocked, match="sync 'accounts' is being written by run run-1"):
-        store.acquire_lock("accounts", "run-2")
-    store.release_lock("accounts", "run-1")
-    store.acquire_lock("accounts", "run-2")
-
-
-@pytest.mark.parametrize(
-    "value", [None, dt.datetime(2026, 1, 2, 3, 4, 5, 6), dt.date(2026, 1, 2), 42, 2.5, "abc"]
-)
-def test_cursor_round_trip(value: object) -> None:
-    assert decode_cursor(*encode_cursor(value)) == value
+        store.locks.acquire("accounts", "run-2")
+    store.locks.release("accounts", "run-1")
+    store.locks.acquire("accounts", "run-2")
 
 
 @pytest.mark.postgres
@@ -88,7 +84,7 @@ def test_a_schema_made_by_a_dba_is_enough_without_create_on_the_database(pg_url:
         as_role = make_engine(pg_url.replace("postgres@", f"{role}@"))
         store = StateStore(as_role, "pendo_sync")
         store.ensure_schema()
-        assert store.versions_of("accounts") == []
+        assert store.versions.all("accounts") == []
         as_role.dispose()
     finally:
         admin.dispose()
@@ -100,7 +96,7 @@ def test_a_schema_made_by_a_dba_is_enough_without_create_on_the_database(pg_url:
 def test_ids_and_reasons_with_tabs_newlines_and_backslashes_are_stored_as_they_are(store: StateStore) -> None:
     # PostgreSQL writes batches with COPY, whose text format escapes these characters.
     awkward = ["tab\there", "new\nline", "back\\slash", "cr\rlf", "\\N", "ünï €"]
-    v1 = store.begin_version("visitors", "r1", "full", None)
+    v1 = store.versions.begin("visitors", "r1", "full", None)
     store.record_batch(
         "visitors",
         v1,
@@ -109,13 +105,13 @@ def test_ids_and_reasons_with_tabs_newlines_and_backslashes_are_stored_as_they_a
         rejects=[Reject("bad\tid", "h9", "invalid", "column 'nps' -> field 'nps_score':\n'n/a'\\x")],
         new_ids=set(awkward),
     )
-    assert store.ledger_rows("visitors") == {i: f"h{n}" for n, i in enumerate(awkward)}
-    (reject,) = store.rejects_of("visitors")
+    assert store.ledger.rows("visitors") == {i: f"h{n}" for n, i in enumerate(awkward)}
+    (reject,) = store.rejects.outstanding("visitors")
     assert (reject["record_id"], reject["reason"]) == (
         "bad\tid",
         "column 'nps' -> field 'nps_score':\n'n/a'\\x",
     )
     # Confirming a new id clears its outstanding reject.
     store.record_batch("visitors", v1, "r1", confirmed=[("bad\tid", "h9")], new_ids={"bad\tid"})
-    assert store.rejects_of("visitors") == []
-    assert store.ledger_rows("visitors")["bad\tid"] == "h9"
+    assert store.rejects.outstanding("visitors") == []
+    assert store.ledger.rows("visitors")["bad\tid"] == "h9"

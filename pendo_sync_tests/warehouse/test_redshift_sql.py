@@ -10,12 +10,13 @@ and no value is formatted into it (no string or number literal, no id, no date).
 
 Which statements stand for Redshift. `backend_of(engine)` picks the branches: the state store's (LOCK
 TABLE, executemany or DuckDB's unnest insert, PostgreSQL's indexes and ANALYZE, ...) and the catalog's.
-- On PostgreSQL the state store is told it is on Redshift (`backend_of` patched in store.py only), so the
-  run takes Redshift's own branches, executed for real on PostgreSQL and compiled with Redshift's dialect.
+- On PostgreSQL the state store is told it is on Redshift (`backend_of` patched in the state package only),
+  so the run takes Redshift's own branches, executed for real on PostgreSQL and compiled with Redshift's
+  dialect.
 - The catalog cannot be: Redshift's `svv_columns`/`svv_tables` do not exist elsewhere. A captured
   information_schema columns statement is checked as `discovery_statements("redshift", ...)` for the same
   filters; the primary-key statement is the same text on every backend.
-- On DuckDB the store takes DuckDB's branches; those that Redshift never takes (`_insert`: DuckDB's
+- On DuckDB the store takes DuckDB's branches; those that Redshift never takes (`insert_columns`: DuckDB's
   bulk insert) are skipped, and every other construct is the one Redshift runs, so it is checked too.
 On PostgreSQL the SQL handed to the driver (`before_cursor_execute`) is checked as well: it is what the
 PostgreSQL family of dialects, Redshift's included, really sends (executemany batching, implicit RETURNING).
@@ -31,8 +32,7 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -43,15 +43,13 @@ from sqlalchemy_redshift.dialect import RedshiftDialect_psycopg2
 
 import pendo_sync
 from pendo_sync.config import FieldMapping, SyncSpec
-from pendo_sync.defs.resources import WarehouseResource
-from pendo_sync.defs.sensors import days_with_rows_after
-from pendo_sync.engine.preflight import source_columns
 from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
-from pendo_sync.state import store as store_module
+from pendo_sync.pendo.emulator import Fault
+from pendo_sync.state import bulk, ledger, migrations, tables
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.catalog import SYSTEM_SCHEMAS, discover, discovery_statements
 from pendo_sync.warehouse.engines import WarehouseUrlError, backend_of, connection_settings, make_engine
-from pendo_sync.warehouse.slices import Slice, count_rows, max_replication_key
+from pendo_sync.warehouse.slices import Slice, count_rows, days_with_rows_after, max_replication_key
 from pendo_sync_tests.world import World
 
 REDSHIFT = RedshiftDialect_psycopg2()
@@ -155,8 +153,8 @@ DUCKDB_RANGED_READS = {"spooled_rows", "rowid_pages", "rowid_end"}
 def redshift_equivalent(executed: Executed) -> Any | None:
     """The statement a Redshift engine runs in place of this one, or None for a DuckDB-only branch."""
     stmt = executed.statement
-    if executed.backend == "duckdb" and executed.frames[0].name == "_insert":
-        return None  # DuckDB's multi-VALUES chunk; on Redshift `_insert` is the executemany insert
+    if executed.backend == "duckdb" and executed.frames[0].name == "insert_columns":
+        return None  # DuckDB's unnest insert; on Redshift `insert_columns` is the multi-row INSERT
     if executed.backend == "duckdb" and executed.frames[0].name in DUCKDB_RANGED_READS:
         # DuckDB reads a change set a rowid range at a time; Redshift streams the same SELECT instead.
         return stmt.selectable if isinstance(stmt, sa.schema.CreateTableAs) else None
@@ -228,11 +226,9 @@ def report(problem: str, executed: Executed, sql: str) -> str:
 def run_like_dagster(
     world: World, spec: SyncSpec, store: StateStore | None = None, **options: Any
 ) -> SyncOutcome:
-    """As defs/assets.execute_sync runs a sync: with the preflight's column types (booleans via CASE)."""
-    columns = source_columns(world.engine, spec)
-    store = store or world.store
+    """As defs/assets.execute_sync runs a sync (the CLI runs it the same way)."""
     return run_sync(
-        spec, world.engine, store, world.client, world.delivery, RunOptions(**options), column_types=columns
+        spec, world.engine, store or world.store, world.client, world.delivery, RunOptions(**options)
     )
 
 
@@ -302,34 +298,61 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
     assert run_like_dagster(world, visitors, mode="full").counts["deleted"] == 2
     world.run("visitors", full_refresh=True)
 
+    # Rejects retried by later runs, whatever their slice: every call of a run fails, then the next
+    # incremental run and a backfill retry the rows by id; duplicate ids are rejected.
+    world.emulator.inject_faults([Fault("status", status=500, count=world.delivery.max_attempts)])
+    world.sql("UPDATE accounts SET seats = 77 WHERE account_id IN (:a, :b)", a=changed[0], b=changed[1])
+    world.run("accounts", mode="full")
+    world.emulator.clear_faults()
+    world.run("accounts", mode="incremental")
+    world.run("accounts", mode="backfill", window=(dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 2)))
+    world.sql("CREATE TABLE accounts_twice AS SELECT * FROM accounts")
+    world.sql("INSERT INTO accounts_twice SELECT * FROM accounts WHERE account_id = :a", a=changed[2])
+    twice = dataclasses.replace(accounts, name="accounts_twice", table="accounts_twice")
+    run_like_dagster(world, twice, mode="full")
+    run_like_dagster(world, twice, mode="incremental")
+
     # State, as the CLI and Dagster read and change it.
     store = world.store
-    store.versions_of("accounts")
-    store.current_cursor("accounts")
-    store.rejects_of("accounts")
-    store.rejects_of("accounts", limit=5)
-    store.ledger_rows("accounts")
-    store.ledger_count("accounts")
-    store.ledger_hashes("accounts", changed)
-    store.recent_missing("accounts", ids[:10], dt.datetime(2026, 1, 1))
-    list(store.ledger_ids("accounts", 100))
-    store.revert_plan("accounts", 2)
-    store.revert("accounts", 2)
+    store.versions.all("accounts")
+    store.versions.get("accounts")
+    store.versions.current_cursor("accounts")
+    store.rejects.outstanding("accounts")
+    store.rejects.outstanding("accounts", kind="missing", limit=5)
+    store.rejects.count_by_kind("accounts")
+    list(store.rejects.of_run("accounts", "cli-full"))
+    store.ledger.rows("accounts")
+    store.ledger.count("accounts")
+    store.ledger.hashes("accounts", changed)
+    store.rejects.flags_of("accounts", ids[:10], dt.datetime(2026, 1, 1))
+    list(store.ledger.ids("accounts", 100))
+    store.versions.revert_plan("accounts", 2)
+    store.versions.revert("accounts", 2)
     world.run("accounts", mode="incremental")
-    store.acquire_lock("accounts", "lock-check")
-    store.release_lock("accounts", "lock-check")
-    store.acquire_lock("accounts", "lock-check")
-    store.release_lock("accounts")
-    store.abandon_running("accounts")
-    store.import_version("accounts", dt.datetime(2026, 10, 20), "imported from a Singer state")
+    store.locks.acquire("accounts", "lock-check")
+    store.locks.release("accounts", "lock-check")
+    with store.lock("accounts", "lock-check"):
+        pass
+    store.locks.acquire("accounts", "lock-check")
+    store.locks.release("accounts")
+    store.versions.abandon_running("accounts")
+    store.versions.record(
+        "accounts", "import", "import", dt.datetime(2026, 10, 20), "imported from a Singer state"
+    )
 
     # A read-only warehouse: the ledger elsewhere, so the change set and the delete check stream.
     separate = StateStore(make_engine(state_url), "pendo_sync_state")
     log.attach(separate.engine)
     run_like_dagster(world, accounts, separate, mode="full")
     run_like_dagster(world, only_known, separate, mode="full")
+    world.emulator.inject_faults([Fault("status", status=500, count=world.delivery.max_attempts)])
+    world.sql("UPDATE accounts SET seats = 78 WHERE account_id = :a", a=changed[1])
+    run_like_dagster(world, accounts, separate, mode="full")
+    world.emulator.clear_faults()
+    run_like_dagster(world, accounts, separate, mode="incremental")
     world.sql("DELETE FROM accounts WHERE account_id = :a", a=changed[0])
     run_like_dagster(world, accounts, separate, mode="full")
+    run_like_dagster(world, twice, separate, mode="full")
     separate.engine.dispose()
 
     # Asset metadata and the new-rows sensor.
@@ -337,19 +360,18 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
     max_replication_key(
         world.engine, accounts, Slice("backfill", dt.datetime(2026, 10, 1), dt.datetime(2026, 10, 2))
     )
-    warehouse = cast(WarehouseResource, SimpleNamespace(engine=lambda: world.engine))  # all it calls
-    days_with_rows_after(warehouse, accounts, None)
-    days_with_rows_after(warehouse, accounts, dt.datetime(2026, 10, 20))
-    return {*changed, *deleted, "new-1", *gone, "cli-full", "lock-check"}
+    days_with_rows_after(world.engine, accounts, None)
+    days_with_rows_after(world.engine, accounts, dt.datetime(2026, 10, 20))
+    return {*changed[:2], *deleted, "new-1", *gone, "cli-full", "lock-check"}
 
 
 EXPECTED_CALLERS = {
-    "ensure_schema", "acquire_lock", "release_lock", "abandon_running", "begin_version", "finish_version",
-    "record_batch", "_next_version", "versions_of", "rejects_of", "ledger_rows", "ledger_count",
-    "ledger_hashes", "recent_missing", "ledger_ids", "revert_plan", "revert", "clear_pendo_ids",
-    "add_pendo_ids", "pendo_ids_among", "discover", "source_columns", "max_replication_key",
-    "count_changed", "count_not_in_pendo", "changed_rows", "deleted_ids", "stream_rows", "count_rows",
-    "days_with_rows_after",
+    "ensure_schema", "migrate", "acquire", "release", "hold", "abandon_running", "begin", "finish", "record",
+    "record_batch", "_next", "all", "get", "outstanding", "count_by_kind", "of_run", "rows", "count",
+    "hashes", "flags_of", "retry_ids", "rejected_ids", "ids", "revert_plan", "revert", "clear_pendo_ids",
+    "add_pendo_ids", "pendo_ids_among", "is_fresh", "discover", "describe_source", "max_replication_key",
+    "count_changed", "count_not_in_pendo", "changed_rows", "deleted_ids", "vanished_rejects", "duplicates",
+    "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after",
 }  # fmt: skip
 
 
@@ -358,13 +380,14 @@ def test_every_statement_pendo_sync_runs_is_redshift_sql(
 ) -> None:
     backend = backend_of(world.engine)
     if backend == "postgresql":  # the state store takes Redshift's branches, on the PostgreSQL server
-        monkeypatch.setattr(store_module, "backend_of", as_redshift)
+        for module in (tables, migrations, bulk, ledger):
+            monkeypatch.setattr(module, "backend_of", as_redshift)
     log = StatementLog()
     log.attach(world.engine)
     bound_values = exercise_pendo_sync(world, log, separate_state_url(world, tmp_path))
 
     callers = {f.name for executed in (*log.statements, *log.driver_sql) for f in executed.frames}
-    expected = EXPECTED_CALLERS | ({"_lock_table", "_insert"} if backend == "postgresql" else set())
+    expected = EXPECTED_CALLERS | ({"lock_table", "insert_columns"} if backend == "postgresql" else set())
     assert not expected - callers, f"paths not exercised: {sorted(expected - callers)}"
     locks = [
         e for e in log.statements if isinstance(e.statement, sa.TextClause) and "LOCK" in e.statement.text
@@ -380,7 +403,7 @@ def test_every_statement_pendo_sync_runs_is_redshift_sql(
     store_tables = [
         t
         for store in (world.store, StateStore(world.engine, "pendo_sync_state"))
-        for t in store.metadata.sorted_tables
+        for t in store.tables.metadata.sorted_tables
     ]
     lock_sql = {f"LOCK TABLE {prep.format_table(t)}" for t in store_tables}
 

@@ -3,7 +3,6 @@ the bookmark enter the ledger as already confirmed, so the first run does not re
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,15 @@ from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.changeset import ChangeSet
-from pendo_sync.engine.preflight import source_columns
-from pendo_sync.state.store import StateError, StateStore
+from pendo_sync.engine.preflight import describe_source
+from pendo_sync.state.cursor import align_cursor, key_kind
+from pendo_sync.state.store import StateStore
+from pendo_sync.state.versions import StateError
 from pendo_sync.warehouse.slices import Slice
 
 
 def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -> Any:
-    """The bookmark value for the sync's stream in a Singer state file, parsed to a timestamp where it is one."""
+    """The bookmark value for the sync's stream in a Singer state file, as the file has it (text or number)."""
     try:
         document = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -44,14 +45,7 @@ def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -
             f"sync {spec.name!r}: the Singer bookmark is on {key!r} but the sync's replication_key is "
             f"{spec.replication_key!r}; make them the same column"
         )
-    value = bookmark["replication_key_value"]
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
-        except ValueError:
-            return value
-    return value
+    return bookmark["replication_key_value"]
 
 
 def import_singer_state(
@@ -62,22 +56,25 @@ def import_singer_state(
     stream: str | None = None,
     chunk_rows: int = 10_000,
 ) -> tuple[int, int]:
-    """Write a state version at the bookmark and ledger rows for every source row up to it."""
+    """Write a state version at the bookmark (a cursor of the key's type) and ledger rows for every source
+    row up to it."""
     if not spec.replication_key:
         raise StateError(f"sync {spec.name!r} has no replication_key; a Singer bookmark cannot apply to it")
-    bookmark = read_bookmark(path, spec, stream)
+    source = describe_source(warehouse, spec)
+    key_type = (source.columns or {}).get(spec.replication_key)
+    bookmark = align_cursor(read_bookmark(path, spec, stream), key_kind(key_type))
     state.ensure_schema()
-    version = state.import_version(spec.name, bookmark, f"imported from Singer state {Path(path).name}")
+    version = state.versions.record(
+        spec.name, "import", "import", bookmark, f"imported from Singer state {Path(path).name}"
+    )
+    # Hashed as runs hash them (with the column types), or the ledger would not match the next run's rows.
     up_to_bookmark = ChangeSet(
-        spec,
-        warehouse,
-        state,
-        Slice("incremental", None, bookmark),
-        full_refresh=True,
-        column_types=source_columns(warehouse, spec) or {},  # hash as runs do, or the ledger would not match
+        spec, warehouse, state, Slice("incremental", None, bookmark), True, source.columns, source.unique_ids
     )
     rows = 0
     for chunk in up_to_bookmark.changed_rows(chunk_rows):
-        state.record_batch(spec.name, version, "import", confirmed=[(r[0], r[1]) for r in chunk if r[0]])
+        state.record_batch(
+            spec.name, version, "import", confirmed=[(r.record_id, r.row_hash) for r in chunk if r.record_id]
+        )
         rows += len(chunk)
     return version, rows

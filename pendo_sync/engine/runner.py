@@ -1,0 +1,304 @@
+"""The moving parts of one run: a reader thread (change set -> records -> batches), an event loop that
+delivers batches through a bounded pool of calls, and one writer thread that records each batch's outcome.
+
+The reader hands batches over a bounded queue, so extraction overlaps delivery and a full pool of calls
+holds the reader back: memory is bounded by queue depth times batch size. Each batch's outcome reaches the
+state store in one transaction before its pool slot is freed, so state never runs ahead of what Pendo
+confirmed (invariant 1), and a killed run resends at most the batches in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from pendo_sync.config import DeliverySettings, SyncSpec
+from pendo_sync.engine.changeset import ChangeSet
+from pendo_sync.engine.delivery import Batch, BatchResult, Delivery
+from pendo_sync.engine.records import Batcher, RecordEncoder
+from pendo_sync.outcome import Reject, RunCounts
+from pendo_sync.pendo.client import PendoClient
+from pendo_sync.pendo.types import CoercionError
+from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.errors import database_failure
+
+log = logging.getLogger("pendo_sync")
+SAMPLE_PER_KIND = 5  # rejects of each kind kept for the run's report
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int  # -1 when unknown
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.total < 0 or self.rate <= 0:
+            return None
+        return max(0.0, (self.total - self.done) / self.rate)
+
+    def line(self) -> str:
+        eta = f", ETA {self.eta_seconds:.0f}s" if self.eta_seconds is not None else ""
+        total = f"/{self.total:,}" if self.total >= 0 else ""
+        return f"{self.done:,}{total} records done, {self.rate:,.0f}/s{eta}"
+
+
+class _Stop(Exception):
+    pass
+
+
+class Runner:
+    """One run's reader, delivery and writer; run_sync does the state bookkeeping around it."""
+
+    def __init__(
+        self,
+        spec: SyncSpec,
+        changes: ChangeSet,
+        state: StateStore,
+        version: int,
+        run_id: str,
+        settings: DeliverySettings,
+        with_deletes: bool,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.spec, self.changes, self.state, self.version = spec, changes, state, version
+        self.run_id, self.settings, self.with_deletes = run_id, settings, with_deletes
+        self.progress = progress
+        self.encoder = RecordEncoder(spec)
+        self.counts = RunCounts()
+        self.reject_sample: dict[str, list[Reject]] = {}
+        self.stopped_early = False
+        self.delivery: Delivery | None = None
+        self._stop = threading.Event()
+        # Two batches of read-ahead: the reader is the slower side, so a deeper queue only holds records
+        # in memory (8 against 2: no faster, in bench/run.py's full syncs).
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
+        self.total = -1  # records this run will count as done; -1 while unknown
+        self._started = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pendo-sync-state")
+
+    # -- reader thread ----------------------------------------------------------------------------
+    def _put(self, item: tuple[str, Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def _read(self, max_records: Callable[[], int]) -> None:
+        """Warehouse -> records -> batches, on a thread; blocks when the queue is full (backpressure)."""
+        try:
+            self._read_all(Batcher(max_records, self.settings.max_batch_bytes))
+        except _Stop:
+            return
+        except BaseException as exc:  # handed to the event loop, which re-raises it
+            if isinstance(exc, sa.exc.DBAPIError):
+                exc = database_failure(exc, self.spec.name, "reading the change set", bool(self.spec.query))
+            try:
+                self._put(("error", exc))
+            except _Stop:
+                return
+
+    def _read_all(self, batcher: Batcher) -> None:
+        produced = 0  # records and rows settled without a call: what progress counts once all is delivered
+        for chunk in self.changes.changed_rows(self.settings.chunk_rows):
+            invalid: list[Reject] = []
+            for row in chunk:
+                try:
+                    record = self.encoder.encode(row.record_id, row.row_hash, row.values, row.new)
+                except CoercionError as exc:
+                    invalid.append(Reject(row.record_id or "(empty id)", row.row_hash, "invalid", str(exc)))
+                    continue
+                full = batcher.add(record)
+                if full:
+                    self._put(("batch", full))
+            produced += len(chunk)  # each row became a record or an invalid row
+            self._put(("read", (len(chunk), sum(r.retried for r in chunk), invalid)))
+        for duplicated in self.changes.duplicates(self.settings.chunk_rows):
+            produced += len(duplicated)
+            rejects = [
+                Reject(record_id, "", "duplicate", self._duplicate(record_id, n))
+                for record_id, n in duplicated
+            ]
+            self._put(("read", (len(duplicated), 0, rejects)))
+        if self.with_deletes:
+            for ids in self.changes.deleted_ids(self.settings.chunk_rows):
+                if self.spec.on_delete == "ignore":
+                    self._put(("forget", ids))
+                    continue
+                produced += len(ids)
+                for record_id in ids:
+                    full = batcher.add(self.encoder.clear(record_id))
+                    if full:
+                        self._put(("batch", full))
+            for ids in self.changes.vanished_rejects(self.settings.chunk_rows):
+                self._put(("settled", ids))
+        last = batcher.flush()
+        if last:
+            self._put(("batch", last))
+        self.total = produced  # every record is queued now: the total is exact from here on
+        self._put(("end", None))
+
+    def _duplicate(self, record_id: str, rows: int) -> str:
+        source = self.spec.table or "the query"
+        return (
+            f"id {record_id!r} is carried by {rows} rows of {source}; nothing is sent for it until one row "
+            f"carries it (make {self.spec.id_column} unique in the source)"
+        )
+
+    # -- event loop -------------------------------------------------------------------------------
+    async def run(self, client: PendoClient) -> None:
+        self.total = self.changes.expected_total(with_deletes=self.with_deletes)
+        if self.spec.existing_ids_only:
+            # Rows the existence filter keeps back: accounted for, never sent (invariant 4).
+            self.counts.not_in_pendo = self.changes.count_not_in_pendo()
+        self.delivery = Delivery(
+            client, self.spec.name, self.spec.kind, self.spec.group, self.settings, self.spec.create_missing
+        )
+        sizer = self.delivery.sizer
+        reader = threading.Thread(
+            target=self._read, args=(lambda: sizer.records,), name="pendo-sync-reader", daemon=True
+        )
+        reader.start()
+        tasks: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if (
+                not task.cancelled() and task.exception() is not None
+            ):  # retrieved here, so never "unretrieved"
+                failures.append(task.exception())  # type: ignore[arg-type]
+
+        ticker = asyncio.create_task(self._report_progress())
+        try:
+            while not failures:
+                kind, item = await asyncio.to_thread(self._queue.get)
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise item
+                if kind == "read":
+                    rows, retried, rejects = item
+                    self.counts.rows_read += rows
+                    self.counts.retried += retried
+                    if rejects:
+                        await self._record(rejects=rejects)
+                elif kind in ("forget", "settled"):
+                    if kind == "forget":
+                        self.counts.deleted += len(item)
+                    await self._record(forgotten=item)
+                elif kind == "batch":
+                    if self._budget_spent():
+                        self.stopped_early = True
+                        break
+                    await self.delivery.limit.acquire()
+                    task = asyncio.create_task(self._deliver(item))
+                    tasks.add(task)
+                    task.add_done_callback(finished)
+            if tasks:
+                await asyncio.wait(set(tasks))
+            if failures:
+                raise failures[0]
+        finally:
+            self._stop.set()
+            for task in [*tasks, ticker]:
+                task.cancel()
+            await asyncio.gather(*tasks, ticker, return_exceptions=True)
+            await asyncio.to_thread(reader.join)
+            self._writer.shutdown(wait=True)
+            stats = self.delivery.stats
+            self.counts.calls, self.counts.retries = stats.calls, stats.retries
+            self.counts.throttled, self.counts.splits = stats.throttled, stats.splits
+            self.counts.lowest_concurrency = int(stats.min_limit)
+        self._emit_progress()
+
+    def _budget_spent(self) -> bool:
+        """Near the runtime budget, stop taking batches so the in-flight ones can finish inside it."""
+        budget = self.settings.runtime_budget_seconds
+        if not budget or self.delivery is None:
+            return False
+        elapsed = time.monotonic() - self._started
+        # Until a call has been timed, only the budget itself stops the run: it must make progress.
+        expected_call = self.delivery.sizer.call_seconds
+        return elapsed + 2 * expected_call >= budget
+
+    async def _deliver(self, batch: Batch) -> None:
+        assert self.delivery is not None
+        try:
+            result = await self.delivery.send(batch)
+            await self._record_result(result)
+        finally:
+            await self.delivery.limit.release()
+
+    async def _record_result(self, result: BatchResult) -> None:
+        confirmed = [(r.record_id, r.row_hash) for r in result.confirmed if r.op == "upsert"]
+        cleared = [r.record_id for r in result.confirmed if r.op == "clear"]
+        self.counts.sent += result.sent
+        self.counts.updated += result.updated
+        self.counts.confirmed += len(confirmed)
+        self.counts.cleared += len(cleared)
+        new_ids = {r.record_id for r in result.confirmed if r.new}
+        await self._record(confirmed=confirmed, rejects=result.rejects, forgotten=cleared, new_ids=new_ids)
+
+    async def _record(
+        self,
+        confirmed: list[tuple[str, str]] | None = None,
+        rejects: list[Reject] | None = None,
+        forgotten: list[str] | None = None,
+        new_ids: set[str] | None = None,
+    ) -> None:
+        for reject in rejects or []:
+            self.counts.add_reject(reject.kind)
+            sample = self.reject_sample.setdefault(reject.kind, [])
+            if len(sample) < SAMPLE_PER_KIND:
+                sample.append(reject)
+        counts = copy.copy(self.counts)  # as of this batch: the writer runs later, the counts move on
+
+        def write() -> None:
+            try:
+                self.state.record_batch(
+                    self.spec.name,
+                    self.version,
+                    self.run_id,
+                    confirmed or [],
+                    rejects or [],
+                    forgotten or [],
+                    counts,
+                    new_ids or set(),
+                )
+            except sa.exc.DBAPIError as exc:
+                raise database_failure(
+                    exc, self.spec.name, "writing a batch's outcome to the state", False
+                ) from None
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, write)
+
+    async def _report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.progress_every_seconds)
+            self._emit_progress()
+
+    def _emit_progress(self) -> None:
+        progress = Progress(self.counts.done, self.total, time.monotonic() - self._started)
+        if self.progress:
+            self.progress(progress)
+        else:
+            log.info("sync %s: %s", self.spec.name, progress.line())

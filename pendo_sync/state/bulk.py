@@ -1,0 +1,80 @@
+"""Bulk inserts into the state tables, one strategy per backend, and chunking of id lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pendo_sync.warehouse.engines import backend_of
+
+
+def insert_columns(
+    conn: Connection,
+    table: sa.Table,
+    quoted_table: str,
+    columns: dict[str, Sequence[Any]],
+    constants: dict[str, Any],
+) -> None:
+    """Insert rows given column by column (equal lengths), with `constants` the same in every row."""
+    if not any(columns.values()):
+        return
+    names = list(columns) + list(constants)
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    into = f"INSERT INTO {quoted_table} ({quoted})"
+    backend = backend_of(conn.engine)
+    if backend == "duckdb":
+        # DuckDB's executemany runs row by row, and SQLAlchemy spends ~100 us a row compiling a
+        # multi-VALUES statement; one list per column, unnested side by side, is one cheap statement.
+        marks = ", ".join(["unnest(?)"] * len(columns) + ["?"] * len(constants))
+        conn.exec_driver_sql(f"{into} SELECT {marks}", (*map(list, columns.values()), *constants.values()))
+    elif backend == "postgresql" and conn.dialect.driver == "psycopg2":
+        # COPY: 2 us a ledger row in Python and 7 us in all here, against 31 us for multi-row INSERTs
+        # (the index included); it runs in the batch's transaction like any statement.
+        tail = "".join("\t" + _copy_text(v) for v in constants.values()) + "\n"
+        lines = (
+            "\t".join(cells) for cells in zip(*(map(_copy_text, c) for c in columns.values()), strict=True)
+        )
+        buffer = io.StringIO(tail.join(lines) + tail)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.copy_expert(f"COPY {quoted_table} ({quoted}) FROM STDIN", buffer)
+        finally:
+            cursor.close()
+    else:
+        # Redshift (no COPY from a client) and other drivers: one multi-row INSERT per 1,000 rows,
+        # values bound by the driver (SQLAlchemy's insertmanyvalues costs ~10 us a row in Python).
+        row_marks = "(" + ", ".join(["%s"] * len(names)) + ")"
+        fixed = tuple(constants.values())
+        rows = list(zip(*columns.values(), strict=True))
+        for chunk in chunks(rows, 1000):
+            conn.exec_driver_sql(
+                f"{into} VALUES " + ", ".join([row_marks] * len(chunk)),
+                tuple(value for row in chunk for value in (*row, *fixed)),
+            )
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value in COPY's text format: backslash escapes, NULL as \\N."""
+    if value is None:
+        return "\\N"
+    text = value.isoformat() if isinstance(value, dt.datetime) else str(value)
+    return text.translate(_COPY_ESCAPES)
+
+
+def chunks(items: Sequence[Any] | Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

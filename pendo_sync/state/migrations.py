@@ -1,0 +1,111 @@
+"""Ordered migrations of the state schema. `schema_info` holds the version an install is at; a new install
+is created at the latest version, an older one is brought to it step by step, each step in the same
+transaction as the version it stamps (and under a lock, so two processes never migrate at once).
+
+Version 1 is the schema of the first releases (no `schema_info` yet: an install with a `versions` table and
+no version row is at version 1). To change the schema: change tables.py, add a step here, and test it from
+the version before (pendo_sync_tests/state/test_migrations.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pendo_sync.state.tables import VERSION_FIGURES, StateTables, lock_table, utcnow
+from pendo_sync.warehouse.engines import backend_of
+
+COMPONENT = "pendo_sync"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int  # the schema version this step brings an install to
+    what: str
+    apply: Callable[[Connection, StateTables], None]
+
+
+def _add_figures(conn: Connection, tables: StateTables) -> None:
+    """Every figure of RunCounts gets a column (invalid, duplicate, errors, confirmed, ... were lost)."""
+    present = _columns(conn, tables, "versions")
+    for name in VERSION_FIGURES:
+        if name not in present:
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {tables.quoted(conn, tables.versions)} ADD COLUMN {name} BIGINT DEFAULT 0"
+                )
+            )
+
+
+def _one_ledger_row_per_id(conn: Connection, tables: StateTables) -> None:
+    """Forget every id the ledger holds more than once (duplicate source ids used to be confirmed twice):
+    the next run resends it, or rejects it while the source still carries it twice. PostgreSQL then
+    enforces one row per id with a unique index."""
+    ledger = tables.ledger
+    syncs = conn.execute(sa.select(ledger.c.sync_name).distinct()).scalars().all()
+    for sync in syncs:
+        twice = (
+            sa.select(ledger.c.record_id)
+            .where(ledger.c.sync_name == sync)
+            .group_by(ledger.c.record_id)
+            .having(sa.func.count() > 1)
+        )
+        conn.execute(sa.delete(ledger).where(ledger.c.sync_name == sync, ledger.c.record_id.in_(twice)))
+    if backend_of(conn.engine) == "postgresql":
+        conn.execute(
+            sa.text(
+                f"DROP INDEX IF EXISTS {conn.dialect.identifier_preparer.quote_schema(tables.schema)}.ledger_by_record"
+            )
+        )
+        _create_indexes(conn, tables)
+
+
+MIGRATIONS = (
+    Migration(2, "a column for every run figure", _add_figures),
+    Migration(3, "one ledger row per (sync, id)", _one_ledger_row_per_id),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def migrate(conn: Connection, tables: StateTables) -> int:
+    """Bring the schema to LATEST; returns the version it was at (0: a new install)."""
+    lock_table(conn, tables, tables.schema_info)
+    info = tables.schema_info
+    stamped = conn.execute(sa.select(info.c.version).where(info.c.component == COMPONENT)).scalar()
+    if stamped is None:
+        stamped = 1 if "sync_name" in _columns(conn, tables, "versions") else 0
+    if stamped >= LATEST:
+        return int(stamped)
+    for table in tables.metadata.sorted_tables:  # a new install: every table in its latest shape
+        conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+    if stamped == 0:
+        _create_indexes(conn, tables)
+    else:
+        for step in MIGRATIONS:
+            if step.version > stamped:
+                step.apply(conn, tables)
+    conn.execute(sa.delete(info).where(info.c.component == COMPONENT))
+    conn.execute(sa.insert(info).values(component=COMPONENT, version=LATEST, migrated_at=utcnow()))
+    return int(stamped)
+
+
+def _create_indexes(conn: Connection, tables: StateTables) -> None:
+    # PostgreSQL only: without them every batch's delete scans the ledger (quadratic over a full sync), and
+    # a cursor's fast-start plan joins the ledger by nested loop. Redshift has no indexes (its sort keys
+    # serve), and a DuckDB ART index makes these deletes slower, not faster.
+    if backend_of(conn.engine) == "postgresql":
+        for index in tables.indexes:
+            conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+
+
+def _columns(conn: Connection, tables: StateTables, table: str) -> set[str]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = :schema AND table_name = :table"
+        ),
+        {"schema": tables.schema, "table": table},
+    )
+    return {str(r[0]) for r in rows}

@@ -1,0 +1,233 @@
+"""State versions: one row per run (or revert, or import) of a sync, with its mode, status, cursor and
+figures. A run opens a version `running`, updates its figures with every batch, and closes it; a revert
+steps back to an earlier version as a new one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from pendo_sync.errors import UsageError
+from pendo_sync.outcome import STATUSES, RunCounts
+from pendo_sync.state.cursor import decode_cursor, encode_cursor
+from pendo_sync.state.tables import VERSION_FIGURES, StateTables, lock_table, utcnow
+
+
+class StateError(UsageError):
+    """State cannot be read or written as asked; the message says what to do."""
+
+
+@dataclass
+class StateVersion:
+    """One run's (or one revert's) record: what it did and where the cursor stands after it."""
+
+    sync_name: str
+    version: int
+    run_id: str
+    mode: str
+    status: str
+    cursor: Any
+    started_at: Any
+    finished_at: Any
+    counts: RunCounts = field(default_factory=RunCounts)
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sync": self.sync_name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "status": self.status,
+            "cursor": encode_cursor(self.cursor)[0],
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "counts": self.counts.as_dict(),
+            "note": self.note,
+        }
+
+
+def figures(counts: RunCounts) -> dict[str, int]:
+    """The version row's figure columns for these counts."""
+    values = counts.as_dict()
+    return {name: values[name] for name in VERSION_FIGURES}
+
+
+class Versions:
+    """The versions table of one state schema."""
+
+    def __init__(self, engine: Engine, tables: StateTables) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.table = tables.versions
+
+    def begin(self, sync_name: str, run_id: str, mode: str, cursor: Any) -> int:
+        """Open a new state version (status 'running') carrying the cursor the run starts from."""
+        with self.engine.begin() as conn:
+            return self._insert(conn, sync_name, run_id, mode, "running", cursor, "", finished=False)
+
+    def _insert(
+        self,
+        conn: Connection,
+        sync_name: str,
+        run_id: str,
+        mode: str,
+        status: str,
+        cursor: Any,
+        note: str,
+        finished: bool,
+    ) -> int:
+        lock_table(conn, self.tables, self.table)
+        version = self._next(conn, sync_name)
+        text, kind = encode_cursor(cursor)
+        now = utcnow()
+        conn.execute(
+            sa.insert(self.table).values(
+                sync_name=sync_name,
+                version=version,
+                run_id=run_id,
+                mode=mode,
+                status=status,
+                cursor_value=text,
+                cursor_type=kind,
+                started_at=now,
+                finished_at=now if finished else None,
+                note=note[:1024],
+                **figures(RunCounts()),
+            )
+        )
+        return version
+
+    def _next(self, conn: Connection, sync_name: str) -> int:
+        current = conn.execute(
+            sa.select(sa.func.max(self.table.c.version)).where(self.table.c.sync_name == sync_name)
+        ).scalar()
+        return int(current or 0) + 1
+
+    def abandon_running(self, sync_name: str) -> int:
+        """Mark versions left 'running' by a dead run as abandoned; call holding the sync's lock."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(self.table)
+                .where(self.table.c.sync_name == sync_name, self.table.c.status == "running")
+                .values(status="abandoned", note=STATUSES["abandoned"])
+            )
+        return int(result.rowcount or 0)
+
+    def update_counts(self, conn: Connection, sync_name: str, version: int, counts: RunCounts) -> None:
+        """A running version's figures so far (in the caller's transaction: a batch's outcome)."""
+        conn.execute(
+            sa.update(self.table)
+            .where(self.table.c.sync_name == sync_name, self.table.c.version == version)
+            .values(figures(counts))
+        )
+
+    def finish(
+        self, sync_name: str, version: int, status: str, cursor: Any, counts: RunCounts, note: str = ""
+    ) -> None:
+        text, kind = encode_cursor(cursor)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(self.table)
+                .where(self.table.c.sync_name == sync_name, self.table.c.version == version)
+                .values(
+                    status=status,
+                    cursor_value=text,
+                    cursor_type=kind,
+                    finished_at=utcnow(),
+                    note=note[:1024],
+                    **figures(counts),
+                )
+            )
+
+    def record(self, sync_name: str, run_id: str, mode: str, cursor: Any, note: str) -> int:
+        """A finished version that only sets the cursor (a revert, an import)."""
+        with self.engine.begin() as conn:
+            return self._insert(conn, sync_name, run_id, mode, "complete", cursor, note, finished=True)
+
+    def all(self, sync_name: str) -> list[StateVersion]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(self.table)
+                .where(self.table.c.sync_name == sync_name)
+                .order_by(self.table.c.version)
+            ).all()
+        return [_version(row) for row in rows]
+
+    def get(self, sync_name: str, version: int | None = None) -> StateVersion | None:
+        """One version, or the newest with `version` None."""
+        stmt = sa.select(self.table).where(self.table.c.sync_name == sync_name)
+        if version is None:
+            stmt = stmt.order_by(self.table.c.version.desc()).limit(1)
+        else:
+            stmt = stmt.where(self.table.c.version == version)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return _version(row) if row is not None else None
+
+    def require(self, sync_name: str, version: int) -> StateVersion:
+        found = self.get(sync_name, version)
+        if found is None:
+            known = [v.version for v in self.all(sync_name)]
+            raise StateError(
+                f"sync {sync_name!r} has no state version {version}; versions are {known or 'none yet'}"
+            )
+        return found
+
+    def current_cursor(self, sync_name: str) -> Any:
+        """The cursor of the newest version: partial and failed runs carry the old cursor over."""
+        latest = self.get(sync_name)
+        return latest.cursor if latest else None
+
+    # -- revert --------------------------------------------------------------------------------------
+    def revert_plan(self, sync_name: str, to_version: int) -> int:
+        """How many confirmed rows a revert to `to_version` forgets (so the next run resends them)."""
+        self.require(sync_name, to_version)
+        ledger = self.tables.ledger
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(ledger)
+            .where(ledger.c.sync_name == sync_name, ledger.c.version > to_version)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
+
+    def revert(self, sync_name: str, to_version: int, run_id: str = "revert") -> StateVersion:
+        """Step back to a version: forget every row confirmed or rejected after it and restore its cursor,
+        as a new version."""
+        target = self.require(sync_name, to_version)
+        forgotten = self.revert_plan(sync_name, to_version)
+        ledger, rejects = self.tables.ledger, self.tables.rejects
+        note = f"reverted to version {to_version}; {forgotten} confirmed rows forgotten, the next run resends them"
+        with self.engine.begin() as conn:
+            for table in (ledger, rejects):
+                conn.execute(
+                    sa.delete(table).where(table.c.sync_name == sync_name, table.c.version > to_version)
+                )
+            version = self._insert(
+                conn, sync_name, run_id, "revert", "complete", target.cursor, note, finished=True
+            )
+        return self.require(sync_name, version)
+
+    def as_json(self, sync_name: str) -> str:
+        return json.dumps([v.as_dict() for v in self.all(sync_name)], indent=2)
+
+
+def _version(row: sa.Row[Any]) -> StateVersion:
+    mapping = row._mapping
+    return StateVersion(
+        sync_name=row.sync_name,
+        version=row.version,
+        run_id=row.run_id,
+        mode=row.mode,
+        status=row.status,
+        cursor=decode_cursor(row.cursor_value, row.cursor_type),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        counts=RunCounts.from_dict({k: mapping.get(k) for k in VERSION_FIGURES}),
+        note=row.note or "",
+    )

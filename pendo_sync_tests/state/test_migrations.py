@@ -1,0 +1,79 @@
+"""An install made by an older release is migrated in place: the schema version row, a column for every run
+figure, one ledger row per (sync, id); then a run works on it, and a new install starts at the latest
+version."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from pendo_sync.state import migrations
+from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.engines import backend_of, make_engine
+from pendo_sync_tests.world import World
+
+# The state schema of the releases before schema_info (version 1), as they created it.
+VERSION_1 = [
+    "CREATE SCHEMA pendo_sync",
+    """CREATE TABLE pendo_sync.ledger (sync_name VARCHAR(128) NOT NULL, record_id VARCHAR(512) NOT NULL,
+       row_hash VARCHAR(32) NOT NULL, version INTEGER NOT NULL, confirmed_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE pendo_sync.rejects (sync_name VARCHAR(128) NOT NULL, record_id VARCHAR(512) NOT NULL,
+       row_hash VARCHAR(32) NOT NULL, kind VARCHAR(16) NOT NULL, reason VARCHAR(1024) NOT NULL,
+       run_id VARCHAR(64) NOT NULL, version INTEGER NOT NULL, rejected_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE pendo_sync.versions (sync_name VARCHAR(128) NOT NULL, version INTEGER NOT NULL,
+       run_id VARCHAR(64) NOT NULL, mode VARCHAR(16) NOT NULL, status VARCHAR(16) NOT NULL,
+       cursor_value VARCHAR(256), cursor_type VARCHAR(16), rows_read BIGINT NOT NULL, sent BIGINT NOT NULL,
+       updated BIGINT NOT NULL, missing BIGINT NOT NULL, rejected BIGINT NOT NULL, cleared BIGINT NOT NULL,
+       deleted BIGINT NOT NULL, calls BIGINT NOT NULL, retries BIGINT NOT NULL, started_at TIMESTAMP NOT NULL,
+       finished_at TIMESTAMP, note VARCHAR(1024) NOT NULL)""",
+    """CREATE TABLE pendo_sync.locks (sync_name VARCHAR(128) NOT NULL, run_id VARCHAR(64) NOT NULL,
+       holder VARCHAR(256) NOT NULL, acquired_at TIMESTAMP NOT NULL)""",
+    "CREATE TABLE pendo_sync.pendo_ids (sync_name VARCHAR(128) NOT NULL, record_id VARCHAR(512) NOT NULL)",
+    """INSERT INTO pendo_sync.versions VALUES ('accounts', 1, 'old-run', 'full', 'complete', NULL, NULL,
+       3, 3, 3, 0, 0, 0, 0, 1, 0, TIMESTAMP '2026-11-01 00:00:00', TIMESTAMP '2026-11-01 00:01:00', '')""",
+    # Two rows for one id: what duplicate source ids left behind before ids were checked.
+    """INSERT INTO pendo_sync.ledger VALUES ('accounts', 'a', 'h1', 1, TIMESTAMP '2026-11-01 00:00:00'),
+       ('accounts', 'b', 'h2', 1, TIMESTAMP '2026-11-01 00:00:00'),
+       ('accounts', 'b', 'h3', 1, TIMESTAMP '2026-11-01 00:00:00')""",
+]
+
+
+def test_a_version_1_install_is_migrated_and_runs(world: World):
+    if backend_of(world.engine) == "postgresql":
+        VERSION_1.insert(2, "CREATE INDEX ledger_by_record ON pendo_sync.ledger (sync_name, record_id)")
+    for statement in VERSION_1:
+        world.sql(statement)
+    store = StateStore(make_engine(world.url), "pendo_sync")
+    store.ensure_schema()
+
+    assert world.sql("SELECT component, version FROM pendo_sync.schema_info") == [
+        ("pendo_sync", migrations.LATEST)
+    ]
+    (old,) = store.versions.all("accounts")
+    assert (old.status, old.counts.sent, old.counts.invalid, old.counts.errors) == ("complete", 3, 0, 0)
+    assert store.ledger.rows("accounts") == {"a": "h1"}  # b was held twice: forgotten, so it is sent again
+    if backend_of(world.engine) == "postgresql":
+        indexes = {
+            r[0] for r in world.sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'pendo_sync'")
+        }
+        assert indexes == {"ledger_one_row_per_id", "rejects_by_record"}
+        try:
+            world.sql("INSERT INTO pendo_sync.ledger VALUES ('accounts', 'a', 'h9', 1, now())")
+            raise AssertionError("a second ledger row for one id was accepted")
+        except sa.exc.IntegrityError:
+            pass
+    outcome = world.run("accounts")
+    assert outcome.version == 2 and outcome.status == "complete"
+    (_, new) = store.versions.all("accounts")
+    assert new.counts.confirmed == outcome.counts.confirmed > 0
+
+
+def test_a_new_install_starts_at_the_latest_version_and_migrates_once(world: World, monkeypatch):
+    store = StateStore(world.engine, "pendo_sync")
+    store.ensure_schema()
+    assert world.sql("SELECT version FROM pendo_sync.schema_info") == [(migrations.LATEST,)]
+    applied = []
+    monkeypatch.setattr(migrations, "MIGRATIONS", tuple(
+        migrations.Migration(m.version, m.what, lambda conn, tables, m=m: applied.append(m.version)) for m in migrations.MIGRATIONS
+    ))  # fmt: skip
+    StateStore(world.engine, "pendo_sync").ensure_schema()
+    assert applied == []

@@ -1,0 +1,188 @@
+"""Every failure reaches a person as one line naming the sync, the place and the fix, with a documented exit
+code: never a traceback. `run` makes the same preflight as `check` before it sends anything."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pendo_sync.pendo.client import EMULATOR_URL
+from pendo_sync.pendo.emulator import Fault
+from pendo_sync_tests.world import World, write_config
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def only_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_pendo_unreachable_is_one_line_naming_the_url_and_the_fix(cli, monkeypatch):
+    port = closed_port()
+    monkeypatch.setenv("PENDO_BASE_URL", f"http://127.0.0.1:{port}")
+    code, _, err = cli("check")
+    assert code == 4
+    assert only_line(err) == (
+        f"pendo-sync: sync 'accounts': cannot reach Pendo at http://127.0.0.1:{port} (connection refused); check "
+        "PENDO_BASE_URL (a region: us, us1, eu, jpn, au; or a URL) and that this machine can reach it"
+    )
+    code, _, err = cli("run", "accounts")
+    assert code == 4
+    assert only_line(err).startswith(
+        f"pendo-sync: sync 'accounts': cannot reach Pendo at http://127.0.0.1:{port} "
+    )
+
+
+def test_the_default_pendo_url_says_how_to_start_the_emulator(cli, monkeypatch):
+    monkeypatch.delenv("PENDO_BASE_URL")
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8765)) == 0:
+            pytest.skip("something listens on 127.0.0.1:8765 (make dev?)")
+    code, _, err = cli("check")
+    assert code == 4
+    assert only_line(err) == (
+        f"pendo-sync: sync 'accounts': cannot reach Pendo at {EMULATOR_URL} (connection refused): that is the local Pendo "
+        "emulator, which is not running; start it with `pendo-sync emulator` (or `make dev`), or set "
+        "PENDO_BASE_URL to your Pendo region"
+    )
+
+
+def test_run_preflights_a_missing_table_a_missing_column_and_a_field_of_another_type(
+    cli, duckdb_world: World, tmp_path: Path
+):
+    def table(raw):
+        raw["syncs"]["accounts"]["table"] = "no_such_table"
+
+    code, _, err = cli("--config", str(write_config(tmp_path, table)), "run", "accounts")
+    assert code == 1
+    assert only_line(err) == (
+        "pendo-sync: sync 'accounts': table 'no_such_table' does not exist in the warehouse; check 'table' "
+        "(schema.table) or run pendo-sync discover to list tables"
+    )
+    duckdb_world.sql("ALTER TABLE accounts DROP COLUMN health_score")
+    code, _, err = cli("run", "accounts")
+    assert code == 1
+    assert only_line(err).startswith(
+        "pendo-sync: sync 'accounts': column 'health_score' is not in accounts; fix the key under 'fields'"
+    )
+    duckdb_world.sql("ALTER TABLE accounts ADD COLUMN health_score DOUBLE")
+    duckdb_world.emulator.add_field("account", "custom", "seats", "string")
+    code, _, err = cli("run", "accounts")
+    assert code == 1
+    assert only_line(err) == (
+        "pendo-sync: sync 'accounts', column 'seats': Pendo field 'seats' has type 'string' but the mapping "
+        "says 'integer'; set type: string in the config or change the field in Pendo"
+    )
+    assert duckdb_world.emulator.stats()["write_calls"] == 0  # nothing sent
+
+
+def query_config(tmp_path: Path, query: str) -> Path:
+    def by_query(raw):
+        accounts = raw["syncs"].pop("accounts")
+        accounts.pop("table")
+        raw["syncs"] = {"by_query": {**accounts, "query": query}}
+
+    return write_config(tmp_path, by_query)
+
+
+def test_a_query_source_the_warehouse_refuses_is_one_line(cli, duckdb_world: World, tmp_path: Path):
+    unknown = query_config(tmp_path, "SELECT account_id, nosuch FROM accounts")
+    code, _, err = cli("--config", str(unknown), "run", "by_query")
+    assert code == 1
+    line = only_line(err)
+    assert line.startswith("pendo-sync: sync 'by_query': the warehouse refused the source query: ")
+    assert '"nosuch"' in line and line.endswith("; fix 'query' in the config")
+
+    columns = "account_id, CAST(plan AS INTEGER) AS plan, seats, arr, health_score, is_paying, renewal_date, updated_at"
+    failing = query_config(tmp_path, f"SELECT {columns} FROM accounts")
+    code, _, err = cli("--config", str(failing), "run", "by_query")
+    assert code == 4
+    line = only_line(err)
+    assert re.fullmatch(
+        r"pendo-sync: sync 'by_query': the warehouse refused the source query: Conversion Error: .*; "
+        r"fix 'query' in the config",
+        line,
+    ), line
+    (version,) = duckdb_world.store.versions.all("by_query")
+    assert version.status == "failed" and "Conversion Error" in version.note
+
+
+def start_run(world: World, config: Path, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PENDO_BASE_URL=world.server.base_url, PENDO_INTEGRATION_KEY="emulator-key")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pendo_sync.cli",
+            "--config",
+            str(config),
+            "--warehouse-url",
+            world.url,
+            "run",
+            *args,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.postgres
+def test_a_warehouse_connection_killed_mid_read_is_one_line(pg_world: World, tmp_path: Path):
+    world = pg_world
+    world.emulator.settings.fixed_latency_s = 0.05
+    config = write_config(tmp_path, concurrency=1, batch_records=20, max_batch_records=20, chunk_rows=50)
+    run = start_run(world, config, "visitors", "--mode", "full")
+    deadline = time.monotonic() + 60
+    while world.emulator.stats()["records_received"] < 100:
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with world.engine.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'FETCH%' AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    assert killed, "no reading connection found"
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 4, err
+    assert re.fullmatch(
+        r"pendo-sync: sync 'visitors': the warehouse connection failed while reading the change set "
+        r"\(.*\); check that the database is up and reachable, then run again: nothing unconfirmed was "
+        r"recorded",
+        only_line(err),
+    ), err
+    (version,) = world.store.versions.all("visitors")
+    assert version.status == "failed"
+
+
+def test_a_fatal_answer_is_one_line_without_task_noise(duckdb_world: World, tmp_path: Path):
+    world = duckdb_world
+    world.emulator.settings.fixed_latency_s = 0.05
+    world.emulator.inject_faults([Fault("status", status=400, count=100)])
+    config = write_config(tmp_path, concurrency=4, batch_records=10, max_batch_records=10)
+    run = start_run(world, config, "accounts")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 4
+    assert only_line(err) == (
+        "pendo-sync: sync 'accounts': Pendo refused the account custom write (HTTP 400: injected fault: HTTP "
+        "400); check that every mapped field exists in Pendo under account / custom (pendo-sync check)"
+    )
