@@ -4,41 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from pendo_sync.config import DeliverySettings, ProjectConfig, load_config
+from sqlalchemy.engine import Engine
+
+from pendo_sync.config import ProjectConfig, load_config
 from pendo_sync.errors import EXIT_BUG, EXIT_FAILED, EXIT_OK, EXIT_REJECTS, PendoSyncError
-from pendo_sync.pendo.client import EMULATOR_KEY, EMULATOR_URL, PendoClient
+from pendo_sync.pendo.client import EMULATOR_KEY, PendoClient
+from pendo_sync.settings import Settings
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
-from pendo_sync.warehouse.engines import make_engine
+from pendo_sync.variables import TRACEBACK
 
 
-def _warehouse_url(args: argparse.Namespace) -> str | None:
-    return getattr(args, "warehouse_url", None) or os.environ.get("PENDO_SYNC_WAREHOUSE_URL")
+def _settings(args: argparse.Namespace) -> Settings:
+    """The environment, read once (secrets included); --warehouse-url wins over PENDO_SYNC_WAREHOUSE_URL."""
+    return Settings.from_env(getattr(args, "warehouse_url", None))
 
 
-def _pendo_client(delivery: DeliverySettings) -> PendoClient:
-    return PendoClient(
-        os.environ.get("PENDO_BASE_URL", EMULATOR_URL),
-        os.environ.get("PENDO_INTEGRATION_KEY", EMULATOR_KEY),
-        timeout_seconds=delivery.request_timeout_seconds,
-        max_connections=delivery.concurrency * 2,
-    )
-
-
-def _state(config: ProjectConfig, args: argparse.Namespace) -> StateStore:
-    state_url = os.environ.get("PENDO_SYNC_STATE_URL")
-    engine = make_engine(state_url) if state_url else make_engine(_warehouse_url(args))
-    return StateStore(engine, os.environ.get("PENDO_SYNC_STATE_SCHEMA", config.state_schema))
+def _connect(
+    args: argparse.Namespace, config: ProjectConfig
+) -> tuple[Engine, StateStore, Callable[[], PendoClient]]:
+    """The warehouse, the state store and a Pendo client factory, as Dagster's resources make them."""
+    settings = _settings(args)
+    warehouse = settings.warehouse()
+    return warehouse, settings.state(warehouse, config.state_schema), lambda: settings.pendo(config.delivery)
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
     from pendo_sync.warehouse.catalog import discover, to_singer_catalog
 
-    engine = make_engine(_warehouse_url(args))
+    engine = _settings(args).warehouse()
     catalog = discover(engine, schemas=args.schema or None)
     print(json.dumps(to_singer_catalog(catalog, engine.url.database or ""), indent=2, default=str))
     return 0
@@ -50,17 +47,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pendo_sync.engine.run import RunOptions, run_sync
 
     config = load_config(args.config)
-    engine = make_engine(_warehouse_url(args))
-    state = _state(config, args)
+    engine, state, pendo = _connect(args, config)
     specs = [config.sync(n) for n in args.syncs] if args.syncs else list(config.syncs)
     problems: list[str] = []
     for spec in specs:
         mode = "incremental" if spec.replication_key else "full"
         try:
-            plan = run_sync(
-                spec, engine, state, lambda: _pendo_client(config.delivery), config.delivery,
-                RunOptions(mode=mode, dry_run=True),
-            )  # fmt: skip
+            plan = run_sync(spec, engine, state, pendo, config.delivery, RunOptions(mode=mode, dry_run=True))
         except PreflightError as exc:
             problems += exc.problems
             continue
@@ -88,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     spec = config.sync(args.sync)
-    engine = make_engine(_warehouse_url(args))
+    engine, state, pendo = _connect(args, config)
     tty = sys.stderr.isatty()
 
     def show(progress: Progress) -> None:
@@ -99,9 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(mode=mode, full_refresh=args.full_refresh, progress=show)
     if args.window:
         options.mode, options.window = "backfill", tuple(args.window)
-    outcome = run_sync(
-        spec, engine, _state(config, args), lambda: _pendo_client(config.delivery), config.delivery, options
-    )
+    outcome = run_sync(spec, engine, state, pendo, config.delivery, options)
     if tty:
         print(file=sys.stderr)
     print(
@@ -149,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_state(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.sync(args.sync)
-    state = _state(config, args)
+    warehouse, state, _ = _connect(args, config)
     state.ensure_schema()
     if args.state_cmd == "list":
         for v in state.versions.all(args.sync):
@@ -187,7 +178,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         from pendo_sync.engine.singer_import import import_singer_state
 
         version, rows = import_singer_state(
-            config.sync(args.sync), make_engine(_warehouse_url(args)), state, args.state_file, args.stream
+            config.sync(args.sync), warehouse, state, args.state_file, args.stream
         )
         print(
             f"Imported: state version {version}; {rows:,} rows up to the bookmark marked as already in Pendo."
@@ -199,7 +190,7 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from pendo_sync.pendo.emulator import EmulatorSettings, serve
+    from pendo_sync.pendo.emulator import Emulator, EmulatorSettings, serve
 
     settings = EmulatorSettings(
         integration_key=args.key,
@@ -213,7 +204,14 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         f"Pendo emulator on http://{args.host}:{args.port} (key: set PENDO_INTEGRATION_KEY to the --key value)",
         file=sys.stderr,
     )
-    serve(args.host, args.port, args.seed, settings)
+    if not args.seed:
+        from pendo_sync.demo.run import serve_demo_emulator
+
+        serve_demo_emulator(settings, args.host, args.port)
+        return 0
+    emulator = Emulator(settings)
+    emulator.seed_from_file(args.seed)
+    serve(emulator, args.host, args.port)
     return 0
 
 
@@ -272,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     emu = sub.add_parser("emulator", help="run the local Pendo emulator")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8765)
-    emu.add_argument("--seed", help="seed JSON (fields and ids)")
+    emu.add_argument("--seed", help="seed JSON (fields and ids); default: the demo's fields, ids and records")
     emu.add_argument("--key", default=EMULATOR_KEY)
     emu.add_argument("--latency-ms", type=float, default=0.0)
     emu.add_argument("--per-record-us", type=float, default=0.0)
@@ -318,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pendo-sync: interrupted; the next run resumes where this one stopped", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: one line, and how to see the traceback
-        if os.environ.get("PENDO_SYNC_TRACEBACK"):
+        if TRACEBACK.value():
             raise
         print(
             f"pendo-sync: internal error: {type(exc).__name__}: {exc}; this is a bug in pendo_sync: rerun with "

@@ -17,7 +17,6 @@ A file looks like (see README for every key):
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,10 @@ from typing import Any
 
 import yaml
 
+from pendo_sync.config_values import SYNC_OPTIONS
 from pendo_sync.errors import UsageError
 from pendo_sync.pendo.types import PENDO_TYPES, canonical_type
+from pendo_sync.variables import CONFIG
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "syncs.yaml"
 KINDS = ("visitor", "account")
@@ -97,6 +98,11 @@ class SyncSpec:
     max_reject_share: float = 0.05
     blocking_reject_check: bool = False
     description: str = ""
+    upstream: tuple[str, ...] | None = None  # the asset key of the source in the team's graph (a dbt model)
+    automation: tuple[str, str | None] | None = (
+        None  # ("eager", None) or ("cron", expr): declarative automation
+    )
+    freshness: tuple[float, float | None] | None = None  # (fail_after, warn_after) seconds
 
     @property
     def id_key(self) -> str:
@@ -134,27 +140,8 @@ _TOP_KEYS = {
     "delivery": "delivery settings",
     "state_schema": "schema for state",
 }
-_SYNC_KEYS = {
-    "kind",
-    "group",
-    "table",
-    "query",
-    "id_column",
-    "replication_key",
-    "fields",
-    "on_delete",
-    "lookback_seconds",
-    "missing_retry_seconds",
-    "create_missing",
-    "existing_ids_only",
-    "existing_id_length",
-    "incremental_cron",
-    "full_cron",
-    "partition_start",
-    "max_reject_share",
-    "blocking_reject_check",
-    "description",
-}
+_CORE_SYNC_KEYS = {"kind", "group", "table", "query", "id_column", "fields", "on_delete"}
+_SYNC_KEYS = _CORE_SYNC_KEYS | set(SYNC_OPTIONS)
 _FIELD_KEYS = {"field", "type", "element_type"}
 
 
@@ -166,7 +153,7 @@ def _unknown(key: str, allowed: set[str] | dict[str, str], place: str) -> str:
 
 def config_path() -> Path:
     """PENDO_SYNC_CONFIG, or the shipped demo config."""
-    return Path(os.environ.get("PENDO_SYNC_CONFIG") or DEMO_CONFIG)
+    return Path(CONFIG.value() or DEMO_CONFIG)
 
 
 def load_config(path: str | Path | None = None) -> ProjectConfig:
@@ -249,13 +236,17 @@ def _parse_sync(name: str, body: Any, problems: list[str]) -> SyncSpec | None:
     if on_delete not in ON_DELETE:
         problems.append(f"{place}: on_delete {on_delete!r} is not one of clear, ignore")
     fields = _parse_fields(place, body.get("fields"), problems)
+    options: dict[str, Any] = {}
+    for key, parse in SYNC_OPTIONS.items():
+        if key in body:
+            try:
+                options[key] = parse(body[key])
+            except ValueError as exc:
+                problems.append(f"{place}: {key}: {exc}")
+    if on_delete in ON_DELETE:
+        options["on_delete"] = on_delete
     if len(problems) > start:
         return None
-    options = {
-        k: body[k]
-        for k in _SYNC_KEYS - {"kind", "group", "table", "query", "id_column", "fields"}
-        if k in body
-    }
     return SyncSpec(
         name=name,
         kind=str(kind),

@@ -1,1 +1,1 @@
-"""The Dagster layer: assets, resources, sensors, schedules, checks and alerts."""
+"""The project's defs folder (dg): the demo's PendoSyncComponent instance, in pendo/defs.yaml."""

@@ -4,6 +4,7 @@ only those are sent. The emulator's records persist between runs in PENDO_SYNC_H
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -16,21 +17,28 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pendo_sync import variables
 from pendo_sync.config import ProjectConfig, load_config
 from pendo_sync.demo.sample_data import create_sample_tables
-from pendo_sync.pendo.emulator import Emulator, EmulatorServer, EmulatorSettings
-from pendo_sync.warehouse.engines import DEFAULT_HOME, default_warehouse_url, make_engine, redacted
+from pendo_sync.pendo.emulator import Emulator, EmulatorServer, EmulatorSettings, serve
+from pendo_sync.warehouse.engines import make_engine, redacted
 from pendo_sync.warehouse.slices import source_relation, stream_rows
 
 ROOT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
-def seed_emulator(emulator: Emulator, config: ProjectConfig, engine: Engine, absent_every: int = 0) -> int:
-    """Give the emulator every mapped field, and the sources' ids (all but every `absent_every`-th one)."""
-    seeded = 0
+def add_fields(emulator: Emulator, config: ProjectConfig) -> None:
+    """Every mapped field of the config, with its type, as a Pendo admin would have made them."""
     for spec in config.syncs:
         for mapping in spec.fields:
             emulator.add_field(spec.kind, spec.group, mapping.field, mapping.type, mapping.element_type)
+
+
+def seed_emulator(emulator: Emulator, config: ProjectConfig, engine: Engine, absent_every: int = 0) -> int:
+    """Give the emulator every mapped field, and the sources' ids (all but every `absent_every`-th one)."""
+    add_fields(emulator, config)
+    seeded = 0
+    for spec in config.syncs:
         rel = source_relation(spec)
         stmt = sa.select(sa.cast(rel.c[spec.id_column], sa.String)).order_by(rel.c[spec.id_column])
         for chunk in stream_rows(engine, stmt, 10_000):
@@ -83,10 +91,10 @@ def _prepare_dagster_home(home: Path) -> Path:
 
 
 def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False) -> int:
-    home = DEFAULT_HOME.resolve()
+    home = variables.home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     snapshot = home / "emulator_records.json"
-    url = os.environ.get("PENDO_SYNC_WAREHOUSE_URL") or default_warehouse_url()
+    url = variables.WAREHOUSE_URL.value() or variables.default_warehouse_url()
     config = load_config()
     engine = make_engine(url)
     first = fresh or not _tables_exist(engine) or not snapshot.exists()
@@ -100,10 +108,8 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
         changed = _change_some_accounts(engine)
         print(f"Second run: {changed} accounts changed in the warehouse since the last demo run.")
 
-    emulator = Emulator(EmulatorSettings(fixed_latency_s=0.02, per_record_latency_s=0.000_02))
-    seeded = seed_emulator(emulator, config, engine, absent_every=50)
-    if snapshot.exists():
-        emulator.restore(json.loads(snapshot.read_text()))
+    emulator = demo_emulator(config, engine, snapshot)
+    seeded = sum(len(emulator.records(kind)) for kind in ("account", "visitor"))
     engine.dispose()
     dagster_home = _prepare_dagster_home(home)
 
@@ -114,7 +120,7 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
             f"Pendo emulator at {server.base_url}, seeded with {seeded:,} ids (every 50th left out, "
             "to show 'missing'). Dagster home: " + str(dagster_home)
         )
-        from pendo_sync.definitions import build_definitions
+        from pendo_sync.dagster.build import build_definitions
 
         defs = build_definitions(config)
         with dg.DagsterInstance.get() as instance:
@@ -143,31 +149,61 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
 
 def run_dev(port: int = 8765) -> int:
     """`make dev`: sample data if missing, the emulator on the port the default resources expect, and
-    `dagster dev -w workspace.yaml` on the same embedded defaults, until interrupted."""
-    home = DEFAULT_HOME.resolve()
+    `dg dev` (the Dagster UI and daemon) on the same embedded defaults, until interrupted."""
+    home = variables.home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     snapshot = home / "emulator_records.json"
     config = load_config()
-    url = os.environ.get("PENDO_SYNC_WAREHOUSE_URL") or default_warehouse_url()
+    url = variables.WAREHOUSE_URL.value() or variables.default_warehouse_url()
     engine = make_engine(url)
     if not _tables_exist(engine):
         create_sample_tables(engine)
-    emulator = Emulator(EmulatorSettings(fixed_latency_s=0.02, per_record_latency_s=0.000_02))
-    seed_emulator(emulator, config, engine, absent_every=50)
-    if snapshot.exists():
-        emulator.restore(json.loads(snapshot.read_text()))
+    emulator = demo_emulator(config, engine, snapshot)
     engine.dispose()
     dagster_home = _prepare_dagster_home(home)
-    workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
-    # Run from DAGSTER_HOME, where the instance's dagster.yaml is (Dagster warns about one elsewhere).
-    env = dict(os.environ, PENDO_SYNC_HOME=str(home), DAGSTER_HOME=str(dagster_home))
+    project = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PENDO_SYNC_HOME=str(home), DAGSTER_HOME=str(dagster_home), VIRTUAL_ENV=sys.prefix)
     with EmulatorServer(emulator, port=port) as server:
         print(f"Pendo emulator at {server.base_url}; starting the Dagster UI on http://127.0.0.1:3000")
         try:
-            return subprocess.call(
-                [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)], cwd=dagster_home, env=env
-            )
+            return subprocess.call([str(Path(sys.executable).parent / "dg"), "dev"], cwd=project, env=env)
         except KeyboardInterrupt:
             return 0
         finally:
             snapshot.write_text(json.dumps(emulator.snapshot()))
+
+
+DEMO_LATENCY = EmulatorSettings(fixed_latency_s=0.02, per_record_latency_s=0.000_02)
+
+
+def demo_emulator(
+    config: ProjectConfig, engine: Engine | None, snapshot: Path, settings: EmulatorSettings = DEMO_LATENCY
+) -> Emulator:
+    """The emulator as the demo has it: every mapped field, the warehouse's ids but every 50th (to show
+    'missing'), a latency of 20 ms a call, and the records Pendo held when it last stopped."""
+    emulator = Emulator(dataclasses.replace(settings))
+    if engine is None:
+        add_fields(emulator, config)
+    else:
+        seed_emulator(emulator, config, engine, absent_every=50)
+    if snapshot.exists():
+        emulator.restore(json.loads(snapshot.read_text()))
+    return emulator
+
+
+def serve_demo_emulator(settings: EmulatorSettings, host: str, port: int) -> None:
+    """`pendo-sync emulator` without --seed: the demo's fields, and its ids and records where `make demo`
+    left a warehouse, so `pendo-sync check` and `run` work against it."""
+    config = load_config()
+    home = variables.home().resolve()
+    url = variables.WAREHOUSE_URL.value() or variables.default_warehouse_url()
+    engine = make_engine(url) if url.startswith("duckdb:") and (home / "warehouse.duckdb").exists() else None
+    if engine is not None and not _tables_exist(engine):
+        engine = None
+    emulator = demo_emulator(config, engine, home / "emulator_records.json", settings)
+    if engine is not None:
+        engine.dispose()
+    ids = sum(len(emulator.records(kind)) for kind in ("account", "visitor"))
+    where = f"the demo warehouse's {ids:,} ids" if ids else "no ids yet (run make demo for sample data)"
+    print(f"Serving the demo's fields and {where}.", file=sys.stderr)
+    serve(emulator, host, port)

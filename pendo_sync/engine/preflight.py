@@ -143,13 +143,3 @@ def pendo_problems(spec: SyncSpec, schema: dict[str, dict[str, dict[str, Any]]])
                 f"{mapping.type!r}; set type: {pendo_type} in the config or change the field in Pendo"
             )
     return problems
-
-
-def preflight(spec: SyncSpec, engine: Engine, pendo_schema: dict[str, Any]) -> Source:
-    """The source as described, or PreflightError with every problem of the sync (the warehouse's first:
-    Pendo's fields are compared only once the columns are known to be there)."""
-    source = describe_source(engine, spec)
-    problems = warehouse_problems(spec, source) or pendo_problems(spec, pendo_schema)
-    if problems:
-        raise PreflightError(problems)
-    return source

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,30 +24,16 @@ from sqlalchemy.engine import Engine
 
 from pendo_sync.config import DeliverySettings, SyncSpec
 from pendo_sync.engine.changeset import ChangeSet
-from pendo_sync.engine.preflight import Source, preflight
-from pendo_sync.engine.runner import Progress, Runner
-from pendo_sync.errors import PendoSyncError, UsageError
+from pendo_sync.engine.plan import RunOptions, SourceSlice, plan
+from pendo_sync.engine.preflight import PreflightError, pendo_problems
+from pendo_sync.engine.runner import Runner
+from pendo_sync.errors import PendoSyncError
 from pendo_sync.outcome import Reject, RunCounts, final_status
 from pendo_sync.pendo.client import PendoClient, PendoError
-from pendo_sync.state.cursor import align_cursor, key_kind
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.errors import database_failure
-from pendo_sync.warehouse.slices import Slice, lookback_lower, max_replication_key
 
 log = logging.getLogger("pendo_sync")
-MODES = ("full", "incremental", "backfill")
-
-
-@dataclass
-class RunOptions:
-    """How one run reads and what it may do."""
-
-    mode: str = "full"
-    window: tuple[Any, Any] | None = None  # backfill: [start, end) of the replication key
-    full_refresh: bool = False
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    dry_run: bool = False
-    progress: Callable[[Progress], None] | None = None
 
 
 @dataclass
@@ -76,41 +61,6 @@ class SyncOutcome:
         return self.counts.reject_share
 
 
-def plan_slice(
-    spec: SyncSpec, warehouse: Engine, previous: Any, options: RunOptions, key_type: str | None = None
-) -> tuple[Slice, Any]:
-    """The slice to read and the cursor a run may move to if it completes (`previous` otherwise). Cursors
-    are aligned with the replication key's database type (`key_type`), so an imported or older cursor
-    compares with the warehouse's values."""
-    if options.mode not in MODES:
-        raise UsageError(f"mode {options.mode!r} is not one of {', '.join(MODES)}")
-    kind = key_kind(key_type)
-    if options.mode == "backfill":
-        if not options.window:
-            raise UsageError(
-                f"sync {spec.name!r}: a backfill needs a window (start, end) of {spec.replication_key}"
-            )
-        start, end = (align_cursor(v, kind) for v in options.window)
-        return Slice("backfill", start, end), previous
-    if options.mode == "incremental" and not spec.replication_key:
-        raise UsageError(
-            f"sync {spec.name!r}: incremental runs need replication_key in the config; run mode full"
-        )
-    if kind is None and previous is not None:  # a query source whose key type the driver did not say
-        previous = align_cursor(previous, None, like=max_replication_key(warehouse, spec, Slice("full")))
-    previous = align_cursor(previous, kind)
-    if options.mode == "incremental" and previous is not None and not options.full_refresh:
-        lower = lookback_lower(previous, spec.lookback_seconds)
-        upper = max_replication_key(warehouse, spec, Slice("incremental", lower, None))
-        return Slice("incremental", lower, upper), max(upper, previous) if upper is not None else previous
-    # A full run, or the first incremental run: every row, bounded above so the cursor is well defined.
-    newest = max_replication_key(warehouse, spec, Slice("full")) if spec.replication_key else None
-    target = newest if newest is not None else previous
-    if spec.replication_key and options.mode == "incremental":
-        return Slice("incremental", None, newest), target
-    return Slice("full"), target
-
-
 def run_sync(
     spec: SyncSpec,
     warehouse: Engine,
@@ -118,11 +68,13 @@ def run_sync(
     client_factory: Callable[[], PendoClient],
     settings: DeliverySettings,
     options: RunOptions | None = None,
+    source: SourceSlice | None = None,
 ) -> SyncOutcome:
-    """Run one sync; returns its outcome. Raises a PendoSyncError (one line for a person) when the run
-    cannot start (preflight, Pendo or the warehouse unreachable) or stops on an error, after recording
-    the failed version."""
-    return asyncio.run(_run(spec, warehouse, state, client_factory, settings, options or RunOptions()))
+    """Run one sync over `source` (planned from `options` when not given: plan.py); returns its outcome.
+    Raises a PendoSyncError (one line for a person) when the run cannot start (preflight, Pendo or the
+    warehouse unreachable) or stops on an error, after recording the failed version."""
+    options = options or RunOptions()
+    return asyncio.run(_run(spec, warehouse, state, client_factory, settings, options, source))
 
 
 async def _run(
@@ -132,6 +84,7 @@ async def _run(
     client_factory: Callable[[], PendoClient],
     settings: DeliverySettings,
     options: RunOptions,
+    source: SourceSlice | None,
 ) -> SyncOutcome:
     started = time.monotonic()
     async with client_factory() as client:
@@ -139,21 +92,20 @@ async def _run(
             schema = await client.field_schema(spec.kind)
         except PendoError as exc:
             raise type(exc)(f"sync {spec.name!r}: {exc}") from None
-        source = preflight(spec, warehouse, schema)
         try:
-            state.ensure_schema()
+            planned = source or plan(spec, warehouse, state, options)  # the warehouse's half of the preflight
+            problems = pendo_problems(spec, schema)
+            if problems:
+                raise PreflightError(problems)
             if options.dry_run:
-                window, _ = plan_slice(
-                    spec, warehouse, state.versions.current_cursor(spec.name), options, _key(spec, source)
-                )
-                changes = _changes(spec, warehouse, state, window, options, source)
+                changes = _changes(spec, warehouse, state, planned)
                 counts = RunCounts(rows_read=changes.count_changed(), duplicate=changes.duplicated_ids)
                 return SyncOutcome(
-                    spec.name, 0, options.mode, "dry-run", window.describe(), counts, time.monotonic() - started,
-                    None, {}, columns=source.columns or {},
+                    spec.name, 0, options.mode, "dry-run", planned.describe(), counts, time.monotonic() - started,
+                    None, {}, columns=planned.source.columns or {},
                 )  # fmt: skip
             with state.lock(spec.name, options.run_id):
-                return await _locked_run(spec, warehouse, state, client, settings, options, source, started)
+                return await _locked_run(spec, warehouse, state, client, settings, options, planned, started)
         except sa.exc.DBAPIError as exc:
             raise database_failure(exc, spec.name, "planning the run", bool(spec.query)) from None
 
@@ -165,18 +117,26 @@ async def _locked_run(
     client: PendoClient,
     settings: DeliverySettings,
     options: RunOptions,
-    source: Source,
+    planned: SourceSlice,
     started: float,
 ) -> SyncOutcome:
     state.versions.abandon_running(spec.name)
     previous = state.versions.current_cursor(spec.name)
-    window, target = plan_slice(spec, warehouse, previous, options, _key(spec, source))
-    changes = _changes(spec, warehouse, state, window, options, source)
+    if previous != planned.previous:  # another run moved the cursor since the slice was planned
+        planned = plan(spec, warehouse, state, options)
+    changes = _changes(spec, warehouse, state, planned)
     if spec.existing_ids_only:
         await _fetch_pendo_ids(spec, state, client)
-    version = state.versions.begin(spec.name, options.run_id, options.mode, previous)
+    version = state.versions.begin(spec.name, options.run_id, planned.mode, previous)
     runner = Runner(
-        spec, changes, state, version, options.run_id, settings, window.mode == "full", options.progress
+        spec,
+        changes,
+        state,
+        version,
+        options.run_id,
+        settings,
+        planned.window.mode == "full",
+        options.progress,
     )
     try:
         await runner.run(client)
@@ -185,7 +145,7 @@ async def _locked_run(
         _close_failed(state, spec, version, previous, runner.counts, note)
         raise
     status = final_status(runner.counts, runner.stopped_early)
-    cursor = target if status in ("complete", "with_rejects") else previous
+    cursor = planned.target if status in ("complete", "with_rejects") else previous
     note = {
         "partial": "partial: runtime budget reached; the next run resumes where this one stopped",
         "failed": "Pendo refused or failed every row it was sent; every row is retried by the next run",
@@ -193,22 +153,23 @@ async def _locked_run(
     state.versions.finish(spec.name, version, status, cursor, runner.counts, note)
     state.ledger.analyze(runner.counts.confirmed + runner.counts.cleared)
     return SyncOutcome(
-        spec.name, version, options.mode, status, window.describe(), runner.counts, time.monotonic() - started,
-        cursor, runner.reject_sample, note, source.columns or {},
+        spec.name, version, planned.mode, status, planned.describe(), runner.counts, time.monotonic() - started,
+        cursor, runner.reject_sample, note, planned.source.columns or {},
     )  # fmt: skip
 
 
-def _key(spec: SyncSpec, source: Source) -> str | None:
-    return (source.columns or {}).get(spec.replication_key or "")
-
-
-def _changes(
-    spec: SyncSpec, warehouse: Engine, state: StateStore, window: Slice, options: RunOptions, source: Source
-) -> ChangeSet:
+def _changes(spec: SyncSpec, warehouse: Engine, state: StateStore, planned: SourceSlice) -> ChangeSet:
     # The row hash spells booleans out (Redshift cannot cast them to text), so it needs the column types;
     # every caller hashing the same way keeps the ledger valid between the CLI and Dagster.
+    source = planned.source
     return ChangeSet(
-        spec, warehouse, state, window, options.full_refresh, source.columns, unique_ids=source.unique_ids
+        spec,
+        warehouse,
+        state,
+        planned.window,
+        planned.full_refresh,
+        source.columns,
+        unique_ids=source.unique_ids,
     )
 
 

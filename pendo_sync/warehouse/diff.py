@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -213,7 +213,7 @@ class ChangeSetSQL:
         )
 
 
-def count_of(stmt: sa.Select[Unpack[tuple[Any, ...]]]) -> sa.Select[int]:
+def count_of(stmt: sa.Select[*tuple[Any, ...]]) -> sa.Select[int]:
     return sa.select(sa.func.count()).select_from(stmt.subquery())
 
 

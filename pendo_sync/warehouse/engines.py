@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,17 +12,9 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from pendo_sync.errors import UsageError
 
-DEFAULT_HOME = Path(os.environ.get("PENDO_SYNC_HOME", ".pendo_sync"))
-
-
 # DuckDB's buffer pool for the embedded warehouse. 64 MB against 128 MB: a full sync's peak RSS 362 against
 # 430 MiB at 1,000,000 rows, the whole-table diff 3.0 against 2.6 s (its ledger join spills to disk).
 DUCKDB_MEMORY_LIMIT = "64MB"
-
-
-def default_warehouse_url() -> str:
-    """The embedded default: a DuckDB file under PENDO_SYNC_HOME, so a new user needs no server."""
-    return f"duckdb:///{(DEFAULT_HOME / 'warehouse.duckdb').resolve()}"
 
 
 class WarehouseUrlError(UsageError):
@@ -51,10 +42,10 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str | None = None, password: str | None = None) -> Engine:
-    """An engine for the warehouse URL (or the embedded DuckDB default), ready for chunked reads.
-    `password` (from a secret store) replaces the URL's own, so the URL can stay free of it."""
-    parsed = normalize_url(url or default_warehouse_url())
+def make_engine(url: str, password: str | None = None) -> Engine:
+    """An engine for the URL, ready for chunked reads. `password` (from a secret store) replaces the URL's
+    own, so the URL can stay free of it."""
+    parsed = normalize_url(url)
     if password:
         parsed = parsed.set(password=password)
     backend = parsed.get_backend_name()

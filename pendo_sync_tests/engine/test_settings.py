@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from pendo_sync.config import load_config
-from pendo_sync.definitions import build_definitions
+from pendo_sync.dagster.build import build_definitions
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync_tests.world import World, write_config
 

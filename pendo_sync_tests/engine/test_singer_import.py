@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from pendo_sync.cli import main
-from pendo_sync.definitions import build_definitions
+from pendo_sync.dagster.build import build_definitions
 from pendo_sync.warehouse.engines import backend_of
 from pendo_sync_tests.world import World
 

@@ -64,11 +64,19 @@ def test_null_clears_a_field_and_create_adds_ids(http, emulator):
     assert emulator.values_of("visitor", "new") == {"plan": "x"}
 
 
-def test_time_must_be_epoch_milliseconds(http):
-    answer = write(http, [{"visitorId": "v-1", "values": {"renewal": "2026-01-01"}}]).json()
+def test_time_is_epoch_milliseconds_or_iso_8601_text(http, emulator):
+    answer = write(http, [{"visitorId": "v-1", "values": {"renewal": "next week"}}]).json()
     assert answer["errors"] == [
-        {"id": "v-1", "field": "renewal", "error": 'value "2026-01-01" is not epoch milliseconds (integer)'}
+        {
+            "id": "v-1",
+            "field": "renewal",
+            "error": 'value "next week" is not a date-time (epoch milliseconds, or ISO 8601 text)',
+        }
     ]
+    write(http, [{"visitorId": "v-2", "values": {"renewal": "2026-01-01T10:00:00.000Z"}}])
+    write(http, [{"visitorId": "v-3", "values": {"renewal": 1767261600000}}])
+    assert emulator.values_of("visitor", "v-2") == {"renewal": "2026-01-01T10:00:00.000Z"}
+    assert emulator.values_of("visitor", "v-3") == {"renewal": 1767261600000}
 
 
 def test_wrong_key_unmapped_field_and_malformed_body_are_refused(http, emulator):
@@ -157,3 +165,42 @@ def test_snapshot_restores_values(emulator):
     fresh = Emulator()
     fresh.restore(json.loads(json.dumps(emulator.snapshot())))
     assert fresh.values_of("visitor", "v-9") == {"plan": "team"}
+
+
+def test_aggregation_selects_metadata_fields_and_pages_in_id_order(http, emulator):
+    emulator.add_ids("visitor", [f"p-{n:03}" for n in range(250)])
+    write(http, [{"visitorId": f"p-{n:03}", "values": {"plan": f"plan-{n}"}} for n in range(250)])
+    seen, last = [], None
+    while True:
+        pipeline: list[dict] = [{"source": {"visitors": None}}]
+        clauses = ["len(visitorId) == 5"] + ([f'visitorId > "{last}"'] if last else [])
+        pipeline += [
+            {"filter": " && ".join(clauses)},
+            {"select": {"visitorId": "visitorId", "plan": "metadata.custom.plan"}},
+            {"sort": ["visitorId"]},
+            {"limit": 100},
+        ]
+        body = {"response": {"mimeType": "application/json"}, "request": {"pipeline": pipeline}}
+        rows = http.post("/api/v1/aggregation", json=body).json()["results"]
+        seen += rows
+        if len(rows) < 100:
+            break
+        last = rows[-1]["visitorId"]
+    assert [r["visitorId"] for r in seen] == [f"p-{n:03}" for n in range(250)]
+    assert seen[7] == {"visitorId": "p-007", "plan": "plan-7"}
+
+
+def test_values_can_be_altered_as_pendos_ui_would(http, emulator):
+    write(http, [{"visitorId": "v-1", "values": {"plan": "pro", "seats": 3}}])
+    assert (
+        http.post(
+            "/_emulator/alter", json={"kind": "visitor", "id": "v-1", "values": {"plan": "edited"}}
+        ).status_code
+        == 200
+    )
+    emulator.alter("visitor", "v-1", {"seats": None})
+    assert emulator.values_of("visitor", "v-1") == {"plan": "edited"}
+    assert (
+        http.post("/_emulator/alter", json={"kind": "visitor", "id": "nobody", "values": {}}).status_code
+        == 400
+    )

@@ -3,16 +3,18 @@
 asset whose partitions re-sync exactly the rows of those days (backfills, new-row sensor)."""
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from pendo_sync.config import DeliverySettings, SyncSpec
-from pendo_sync.defs.alerts import Alert, AlertsResource
-from pendo_sync.defs.aws import RunArchiveResource
-from pendo_sync.defs.resources import PendoResource, StateResource, WarehouseResource
-from pendo_sync.defs.slices_io import SourceSlice
-from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
+from pendo_sync.dagster.alerts import Alert, AlertsResource
+from pendo_sync.dagster.aws import RunArchiveResource
+from pendo_sync.dagster.resources import PendoResource, StateResource, WarehouseResource
+from pendo_sync.dagster.slices_io import SYNC_METADATA
+from pendo_sync.engine.plan import RunOptions, SourceSlice
+from pendo_sync.engine.run import SyncOutcome, run_sync
 from pendo_sync.errors import PendoSyncError
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.slices import Slice, count_rows, max_replication_key
@@ -33,6 +35,10 @@ def sync_run_config(spec: SyncSpec, mode: str) -> dict[str, Any]:
 
 
 def source_key(spec: SyncSpec) -> dg.AssetKey:
+    """The source in the asset graph: the team's own asset (`upstream`, a dbt model's key, say), or the
+    observed `warehouse/<table>` asset pendo_sync makes for it."""
+    if spec.upstream:
+        return dg.AssetKey(list(spec.upstream))
     name = spec.table.rpartition(".")[2] if spec.table else f"{spec.name}_query"
     return dg.AssetKey(["warehouse", name])
 
@@ -64,10 +70,9 @@ def build_source_asset(spec: SyncSpec) -> dg.SourceAsset:
         key=key,
         group_name="warehouse",
         description=f"Warehouse source {spec.source_label} (observed: column schema, row count, newest key).",
-        io_manager_key="source_slices",
     )
-    def observe(warehouse: WarehouseResource) -> dg.ObserveResult:
-        engine = warehouse.engine()
+    def observe(pendo_sync_warehouse: WarehouseResource) -> dg.ObserveResult:
+        engine = pendo_sync_warehouse.engine()
         metadata: dict[str, Any] = {"row_count": dg.MetadataValue.int(count_rows(engine, spec))}
         version = ""
         if spec.table:
@@ -114,23 +119,34 @@ def outcome_metadata(outcome: SyncOutcome) -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True)
+class Resources:
+    """The resources a sync asset runs with (keys pendo_sync_*: they do not clash with a team's own)."""
+
+    warehouse: WarehouseResource
+    pendo: PendoResource
+    state: StateResource
+    alerts: AlertsResource
+    archive: RunArchiveResource
+
+
 def execute_sync(
     context: dg.AssetExecutionContext,
     spec: SyncSpec,
     delivery: DeliverySettings,
-    warehouse: WarehouseResource,
-    pendo: PendoResource,
-    state: StateResource,
-    alerts: AlertsResource,
+    resources: Resources,
     options: RunOptions,
-    archive: RunArchiveResource,
+    source: SourceSlice,
 ) -> dg.MaterializeResult:
     """Run the engine (its preflight first: nothing is sent on a bad config) and report its outcome. A
     failure is the engine's own one-line message; a run Pendo refused every row of fails with its figures."""
     options.progress = lambda p: context.log.info(f"sync {spec.name}: {p.line()}")
-    store = state.store(warehouse)
+    warehouse, pendo, alerts = resources.warehouse, resources.pendo, resources.alerts
+    store = resources.state.store(warehouse)
     try:
-        outcome = run_sync(spec, warehouse.engine(), store, lambda: pendo.client(delivery), delivery, options)
+        outcome = run_sync(
+            spec, warehouse.engine(), store, lambda: pendo.client(delivery), delivery, options, source
+        )
     except PendoSyncError as exc:
         raise dg.Failure(description=str(exc)) from None
     counts = outcome.counts
@@ -140,7 +156,7 @@ def execute_sync(
     )
     metadata = outcome_metadata(outcome)
     metadata["dagster/column_schema"] = synced_schema(spec, outcome.columns)
-    metadata.update(archive.write_run(context, spec.name, outcome, store))
+    metadata.update(resources.archive.write_run(context, spec.name, outcome, store))
     if outcome.status == "failed":
         first = next((r.reason for r in outcome.reject_sample.get("error", [])), "")
         raise dg.Failure(
@@ -200,68 +216,98 @@ def reject_check(spec: SyncSpec, key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 
 def build_pendo_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDefinition:
-    """The live sync of one source into Pendo: incremental past the cursor, or full with deletes."""
-
-    @dg.asset(
-        key=pendo_key(spec),
-        ins={"source": dg.AssetIn(key=source_key(spec))},
-        group_name="pendo",
-        description=(spec.description + " " if spec.description else "")
+    """The live sync of one source into Pendo: incremental past the cursor, or full with deletes; with the
+    sync's automation (after its upstream asset, or on a cron) and freshness policy."""
+    return _sync_asset(
+        spec,
+        delivery,
+        pendo_key(spec),
+        (spec.description + " " if spec.description else "")
         + f"Pendo {spec.kind} {spec.group} fields synced from {spec.source_label} "
         f"({len(spec.fields)} fields; deletes: {spec.on_delete}).",
-        kinds={"pendo"},
-        pool=f"pendo_sync_{spec.name}",
-        tags={"pendo_sync/sync": spec.name},
-        check_specs=[reject_check(spec, pendo_key(spec))],
+        automation=automation_condition(spec),
+        freshness=freshness_policy(spec),
     )
-    def live_sync(
-        context: dg.AssetExecutionContext,
-        config: SyncRunConfig,
-        source: SourceSlice,
-        warehouse: WarehouseResource,
-        pendo: PendoResource,
-        state: StateResource,
-        alerts: AlertsResource,
-        archive: RunArchiveResource,
-    ) -> dg.MaterializeResult:
-        mode = config.mode if config.mode != "auto" else ("incremental" if spec.replication_key else "full")
-        options = RunOptions(mode=mode, full_refresh=config.full_refresh, run_id=context.run.run_id)
-        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options, archive)
 
-    return live_sync
+
+def automation_condition(spec: SyncSpec) -> dg.AutomationCondition | None:
+    """eager: when the upstream asset is materialized (or observed with newer data); or on a cron tick."""
+    if spec.automation is None:
+        return None
+    kind, expression = spec.automation
+    if kind == "eager":
+        return dg.AutomationCondition.eager()
+    assert expression is not None
+    return dg.AutomationCondition.on_cron(expression)
+
+
+def freshness_policy(spec: SyncSpec) -> dg.FreshnessPolicy | None:
+    """Stale in the UI past fail_after (warn_after: a warning first) without a materialization."""
+    if spec.freshness is None:
+        return None
+    fail, warn = spec.freshness
+    warn_window = dt.timedelta(seconds=warn) if warn is not None else None
+    return dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(seconds=fail), warn_window=warn_window)
 
 
 def build_daily_asset(spec: SyncSpec, delivery: DeliverySettings) -> dg.AssetsDefinition:
     """Day partitions of the replication key: a partition (or a backfilled range, in one run) re-syncs
     exactly its rows, diffed against the ledger, and never moves the live cursor."""
+    return _sync_asset(
+        spec,
+        delivery,
+        daily_key(spec),
+        f"Pendo {spec.kind} fields from {spec.source_label}, by day of {spec.replication_key}: "
+        "materialize or backfill days to re-sync exactly those rows.",
+        partitions=daily_partitions(spec),
+    )
+
+
+def _sync_asset(
+    spec: SyncSpec,
+    delivery: DeliverySettings,
+    key: dg.AssetKey,
+    description: str,
+    partitions: dg.PartitionsDefinition | None = None,
+    automation: dg.AutomationCondition | None = None,
+    freshness: dg.FreshnessPolicy | None = None,
+) -> dg.AssetsDefinition:
+    """A Pendo asset of the sync: its `source` input is the slice the run covers (slices_io.py)."""
 
     @dg.asset(
-        key=daily_key(spec),
-        ins={"source": dg.AssetIn(key=source_key(spec))},
+        key=key,
+        ins={
+            "source": dg.AssetIn(
+                key=source_key(spec),
+                metadata={SYNC_METADATA: spec.name},
+                input_manager_key="pendo_sync_slices",
+            )
+        },
         group_name="pendo",
-        partitions_def=daily_partitions(spec),
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description=f"Pendo {spec.kind} fields from {spec.source_label}, by day of {spec.replication_key}: "
-        "materialize or backfill days to re-sync exactly those rows.",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions else None,
+        description=description,
         kinds={"pendo"},
         pool=f"pendo_sync_{spec.name}",
         tags={"pendo_sync/sync": spec.name},
-        check_specs=[reject_check(spec, daily_key(spec))],
+        check_specs=[reject_check(spec, key)],
+        automation_condition=automation,
+        freshness_policy=freshness,
     )
-    def daily_sync(
+    def sync(
         context: dg.AssetExecutionContext,
-        config: SyncRunConfig,
+        config: SyncRunConfig,  # mode and full_refresh: the IO manager plans the slice from them
         source: SourceSlice,
-        warehouse: WarehouseResource,
-        pendo: PendoResource,
-        state: StateResource,
-        alerts: AlertsResource,
-        archive: RunArchiveResource,
+        pendo_sync_warehouse: WarehouseResource,
+        pendo_sync_pendo: PendoResource,
+        pendo_sync_state: StateResource,
+        pendo_sync_alerts: AlertsResource,
+        pendo_sync_archive: RunArchiveResource,
     ) -> dg.MaterializeResult:
-        window = (source.window.lower, source.window.upper)
-        options = RunOptions(
-            mode="backfill", window=window, full_refresh=config.full_refresh, run_id=context.run.run_id
+        options = RunOptions(mode=source.mode, full_refresh=source.full_refresh, run_id=context.run.run_id)
+        resources = Resources(
+            pendo_sync_warehouse, pendo_sync_pendo, pendo_sync_state, pendo_sync_alerts, pendo_sync_archive
         )
-        return execute_sync(context, spec, delivery, warehouse, pendo, state, alerts, options, archive)
+        return execute_sync(context, spec, delivery, resources, options, source)
 
-    return daily_sync
+    return sync

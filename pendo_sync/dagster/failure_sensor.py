@@ -6,7 +6,7 @@ from typing import cast
 
 import dagster as dg
 
-from pendo_sync.defs.alerts import Alert, AlertsResource
+from pendo_sync.dagster.alerts import Alert, AlertsResource
 
 SYNC_TAG = "pendo_sync/sync"
 # Enough to recognise the error in a chat message; the full stack traces are on the run's page.
@@ -57,8 +57,9 @@ def build_run_failure_sensor() -> dg.RunStatusSensorDefinition:
         "location, with the job, the sync, the failure and the first step errors, and a link to the run.",
     )
     def pendo_sync_run_failure(
-        context: dg.RunFailureSensorContext, alerts: AlertsResource
+        context: dg.RunFailureSensorContext, pendo_sync_alerts: AlertsResource
     ) -> dg.SkipReason | None:
+        alerts = pendo_sync_alerts
         if not alerts.enabled():
             return dg.SkipReason(f"alerting is off: {alerts.describe()}")
         run = context.dagster_run

@@ -5,9 +5,9 @@ materialization itself, see assets.py.)"""
 import dagster as dg
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.defs.assets import pendo_key
-from pendo_sync.defs.drift import column_type_problems
-from pendo_sync.defs.resources import PendoResource, WarehouseResource
+from pendo_sync.dagster.assets import pendo_key
+from pendo_sync.dagster.drift import column_type_problems
+from pendo_sync.dagster.resources import PendoResource, WarehouseResource
 from pendo_sync.engine.preflight import pendo_problems, source_columns
 
 
@@ -17,8 +17,8 @@ def build_checks(spec: SyncSpec) -> list[dg.AssetChecksDefinition]:
         name="fields_match_pendo",
         description="Every mapped field exists in Pendo under the sync's kind and group, with a matching type.",
     )
-    def fields_match_pendo(pendo: PendoResource) -> dg.AssetCheckResult:
-        problems = pendo_problems(spec, pendo.field_schemas({spec.kind})[spec.kind])
+    def fields_match_pendo(pendo_sync_pendo: PendoResource) -> dg.AssetCheckResult:
+        problems = pendo_problems(spec, pendo_sync_pendo.field_schemas({spec.kind})[spec.kind])
         return dg.AssetCheckResult(
             passed=not problems,
             description="\n".join(problems) or "every mapped field exists with its type",
@@ -30,8 +30,8 @@ def build_checks(spec: SyncSpec) -> list[dg.AssetChecksDefinition]:
         name="mapped_columns_present",
         description="Every mapped column is still in the source, with a type that fits its Pendo field.",
     )
-    def mapped_columns_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        columns = source_columns(warehouse.engine(), spec) or {}
+    def mapped_columns_present(pendo_sync_warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        columns = source_columns(pendo_sync_warehouse.engine(), spec) or {}
         problems = column_type_problems(spec, columns)
         gone = [m.column for m in spec.fields if m.column not in columns]
         return dg.AssetCheckResult(

@@ -12,8 +12,8 @@ from typing import Any
 import dagster as dg
 
 from pendo_sync.config import ProjectConfig, SyncSpec
-from pendo_sync.defs.alerts import Alert, AlertsResource
-from pendo_sync.defs.assets import (
+from pendo_sync.dagster.alerts import Alert, AlertsResource
+from pendo_sync.dagster.assets import (
     column_schema,
     daily_key,
     daily_partitions,
@@ -21,8 +21,8 @@ from pendo_sync.defs.assets import (
     source_key,
     sync_run_config,
 )
-from pendo_sync.defs.drift import schema_diff
-from pendo_sync.defs.resources import PendoResource, WarehouseResource
+from pendo_sync.dagster.drift import schema_diff
+from pendo_sync.dagster.resources import PendoResource, WarehouseResource
 from pendo_sync.engine.preflight import source_columns
 from pendo_sync.state.cursor import decode_cursor, encode_cursor
 from pendo_sync.warehouse.slices import days_with_rows_after
@@ -48,12 +48,12 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
     )
     def schema_drift(
         context: dg.SensorEvaluationContext,
-        warehouse: WarehouseResource,
-        pendo: PendoResource,
-        alerts: AlertsResource,
+        pendo_sync_warehouse: WarehouseResource,
+        pendo_sync_pendo: PendoResource,
+        pendo_sync_alerts: AlertsResource,
     ) -> dg.SensorResult:
         cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {"tables": {}, "pendo": {}}
-        engine = warehouse.engine()
+        engine = pendo_sync_warehouse.engine()
         events: list[dg.AssetObservation] = []
         requests: list[dg.RunRequest] = []
         messages: list[str] = []
@@ -88,7 +88,7 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
                         },
                     )
                 )
-        schemas = pendo.field_schemas({s.kind for s in config.syncs})
+        schemas = pendo_sync_pendo.field_schemas({s.kind for s in config.syncs})
         for spec in config.syncs:
             fields = _mapped_field_types(spec, schemas[spec.kind])
             before = cursor["pendo"].get(spec.name)
@@ -99,7 +99,7 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
                     + "; ".join(schema_diff(before, fields).lines()).replace("column", "field")
                 )
         if messages:
-            alerts.send(Alert(title="pendo_sync: schema drift", text="\n".join(messages)))
+            pendo_sync_alerts.send(Alert(title="pendo_sync: schema drift", text="\n".join(messages)))
             context.log.warning("schema drift: " + " | ".join(messages))
         return dg.SensorResult(
             run_requests=requests, cursor=json.dumps(cursor, sort_keys=True), asset_events=events
@@ -121,13 +121,15 @@ def build_new_rows_sensor(config: ProjectConfig) -> dg.SensorDefinition | None:
         default_status=dg.DefaultSensorStatus.STOPPED,
         asset_selection=[daily_key(s) for s in synced],
     )
-    def new_rows(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    def new_rows(
+        context: dg.SensorEvaluationContext, pendo_sync_warehouse: WarehouseResource
+    ) -> dg.SensorResult:
         cursor: dict[str, list[str | None]] = json.loads(context.cursor) if context.cursor else {}
         requests = []
         for spec in synced:
             seen = cursor.get(spec.name)
             after = decode_cursor(*seen) if seen else None
-            days, newest = days_with_rows_after(warehouse.engine(), spec, after)
+            days, newest = days_with_rows_after(pendo_sync_warehouse.engine(), spec, after)
             cursor[spec.name] = list(encode_cursor(newest))
             if seen is None:
                 continue  # first tick: the baseline, not a flood of history

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.defs.assets import pendo_key, sync_run_config
+from pendo_sync.dagster.assets import pendo_key, sync_run_config
 
 
 def sync_job(spec: SyncSpec) -> dg.UnresolvedAssetJobDefinition:

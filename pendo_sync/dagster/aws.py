@@ -1,5 +1,5 @@
 """AWS in production, through dagster-aws: each run's rejected rows and report archived to S3 as Parquet,
-partitioned for Athena and Redshift Spectrum (secrets are read by pendo_sync/defs/secrets.py).
+partitioned for Athena and Redshift Spectrum (secrets are read by pendo_sync/dagster/secrets.py).
 
 It is off unless configured, so a laptop needs no AWS at all. Endpoints, region and credentials come
 from boto3's usual chain (AWS_REGION, the task role, AWS_ENDPOINT_URL for moto or LocalStack).
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -22,8 +21,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from pendo_sync.defs.env import env_or
+from pendo_sync import variables
+from pendo_sync.dagster.env import env_or
 from pendo_sync.engine.run import SyncOutcome
+from pendo_sync.errors import UsageError
 from pendo_sync.outcome import RunCounts
 from pendo_sync.state.store import StateStore
 
@@ -177,7 +178,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     """(bucket, prefix) of s3://bucket/prefix."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket:
-        raise ValueError(
+        raise UsageError(
             f"PENDO_SYNC_ARCHIVE_S3_URI={uri!r} is not an S3 location; use s3://<bucket>[/<prefix>]"
         )
     return bucket, prefix.strip("/")
@@ -186,9 +187,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 def archive_from_env() -> RunArchiveResource:
     """The archive from PENDO_SYNC_ARCHIVE_S3_URI (off when unset) and dagster-aws's S3 resource. A malformed
     URI fails the code location's load, before any run."""
-    if os.environ.get("PENDO_SYNC_ARCHIVE_S3_URI"):
-        parse_s3_uri(os.environ["PENDO_SYNC_ARCHIVE_S3_URI"])
+    if variables.ARCHIVE_S3_URI.value():
+        parse_s3_uri(variables.ARCHIVE_S3_URI.value())
     return RunArchiveResource(
-        s3_uri=env_or("PENDO_SYNC_ARCHIVE_S3_URI"),
-        s3=S3Resource(region_name=env_or("AWS_REGION", "AWS_DEFAULT_REGION") or None),
+        s3_uri=env_or(variables.ARCHIVE_S3_URI),
+        s3=S3Resource(region_name=env_or(variables.AWS_REGION) or None),
     )

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from pendo_sync.definitions import build_definitions
+from pendo_sync.dagster.build import build_definitions
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync_tests.expected import expected_fields
 from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
@@ -141,7 +141,7 @@ def test_failed_run_on_postgres_storage_alerts_slack_and_sns_without_the_key(
             dagster_instance=instance,
             dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(),
-            resources={"alerts": defs.resources["alerts"]},
+            resources={"pendo_sync_alerts": defs.resources["pendo_sync_alerts"]},
         )
         sensor(context)
     (message,) = slack_server.messages

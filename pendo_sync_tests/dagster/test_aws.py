@@ -31,9 +31,10 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._core.utils import parse_env_var
 from sqlalchemy.engine import Engine, make_url
 
-from pendo_sync.definitions import build_definitions
-from pendo_sync.defs.resources import build_resources
-from pendo_sync.defs.secrets import SecretUnavailable, read_secret
+from pendo_sync.config import load_config
+from pendo_sync.dagster.build import build_definitions
+from pendo_sync.dagster.resources import build_resources
+from pendo_sync.secrets import SecretUnavailable, read_secret
 from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,7 +251,7 @@ def test_an_archive_that_cannot_be_written_is_a_warning_not_a_failed_sync(
 def test_a_malformed_archive_uri_fails_the_code_location_load(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PENDO_SYNC_ARCHIVE_S3_URI", "acme-pendo-sync/archive")
     with pytest.raises(ValueError) as raised:
-        build_definitions()
+        build_definitions(load_config())
     assert str(raised.value) == (
         "PENDO_SYNC_ARCHIVE_S3_URI='acme-pendo-sync/archive' is not an S3 location; use s3://<bucket>[/<prefix>]"
     )
@@ -338,11 +339,12 @@ def test_database_passwords_come_from_their_secrets_and_stay_out_of_sight(
     monkeypatch.setenv("PENDO_SYNC_STATE_URL", "postgresql://pendo_sync_state@state.internal:5432/pendo_sync")
     monkeypatch.setenv("PENDO_SYNC_STATE_PASSWORD_SECRET_ID", aws.secret(json.dumps({"password": state_pw})))
     resources = build_resources()
-    with dg.build_resources({"warehouse": resources["warehouse"], "state": resources["state"]}) as built:
-        warehouse = built.warehouse.engine()
-        state = built.state.store(built.warehouse).engine
+    wanted = {key: resources[key] for key in ("pendo_sync_warehouse", "pendo_sync_state")}
+    with dg.build_resources(wanted) as built:
+        warehouse = built.pendo_sync_warehouse.engine()
+        state = built.pendo_sync_state.store(built.pendo_sync_warehouse).engine
         assert (warehouse.url.password, state.url.password) == (warehouse_pw, state_pw)
-        shown = f"{warehouse.url} {state.url} {built.warehouse!r} {built.state!r}"
+        shown = f"{warehouse.url} {state.url} {built.pendo_sync_warehouse!r} {built.pendo_sync_state!r}"
         assert warehouse_pw not in shown and state_pw not in shown
 
 
@@ -631,7 +633,7 @@ def test_the_workspace_reaches_the_images_code_server(production_env: dict[str, 
 
 
 def test_a_secret_read_from_secrets_manager_is_redacted_from_alerts(aws: MotoAws, monkeypatch):
-    from pendo_sync.defs.alerts import redact
+    from pendo_sync.secrets import redact
 
     monkeypatch.delenv("PENDO_INTEGRATION_KEY", raising=False)
     value = read_secret(aws.secret("sm-only-key-4711"), "the Pendo integration key", "X_SECRET_ID", "key")
@@ -720,3 +722,17 @@ def test_the_images_build_steps_install_pendo_sync_that_serves_its_code(tmp_path
         assert served.stdout.startswith(str(venv)), (
             served.stdout + served.stderr
         )  # installed, not the checkout
+
+
+def test_the_cli_reads_the_key_from_its_secret_as_the_resources_do(
+    duckdb_world: World, aws: MotoAws, cli: Any, monkeypatch: pytest.MonkeyPatch
+):
+    world = duckdb_world
+    key = f"cli-secret-{uuid.uuid4().hex}"
+    world.emulator.settings.integration_key = key
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", "not-the-right-key")
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY_SECRET_ID", aws.secret(key))
+    code, out, err = cli("run", "accounts", "--mode", "full")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["counts"]["confirmed"] == ACCOUNTS - ACCOUNTS // 50
+    assert key not in out + err

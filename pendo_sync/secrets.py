@@ -1,27 +1,55 @@
-"""Secrets from AWS Secrets Manager (the Pendo key, database passwords), read when a resource is set up so a
-bad secret fails the run at its start. Every value read is registered for redaction from alerts."""
+"""Secrets: read from AWS Secrets Manager (the Pendo key, database passwords) when a run starts, so a bad
+secret fails it at once; and kept out of every message (`redact`). Every secret read is registered for
+redaction, so no alert, log line or error shows it (invariant 6)."""
 
 from __future__ import annotations
 
 import json
-import os
+import re
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from pendo_sync.errors import SyncFailed
+from pendo_sync.variables import AWS_REGION, PENDO_INTEGRATION_KEY
 
-from pendo_sync.defs.alerts import register_secret
+_URL_PASSWORD = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s/]+@")
+_SLACK_WEBHOOK = re.compile(
+    r"(?P<prefix>https://hooks\.slack\.com/(?:services|triggers|workflows)/)[^\s\"'<>|]+"
+)
+_SLACK_TOKEN = re.compile(r"\b(?P<prefix>xox[a-z]-)[A-Za-z0-9-]+")
+
+# Secrets that did not come from PENDO_INTEGRATION_KEY (AWS Secrets Manager): redacted all the same.
+_REGISTERED_SECRETS: set[str] = set()
 
 
-class SecretUnavailable(RuntimeError):
+def register_secret(value: str) -> None:
+    """Have `redact` hide this value from now on."""
+    if value:
+        _REGISTERED_SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """The text without secrets: the Pendo integration key (from the environment or registered), URL
+    passwords, Slack webhook paths and tokens."""
+    for secret in sorted({PENDO_INTEGRATION_KEY.value(), *_REGISTERED_SECRETS}, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    text = _URL_PASSWORD.sub(r"\g<prefix>***@", text)
+    text = _SLACK_WEBHOOK.sub(r"\g<prefix>***", text)
+    return _SLACK_TOKEN.sub(r"\g<prefix>***", text)
+
+
+class SecretUnavailable(SyncFailed):
     """A configured secret cannot be read; the message names the secret and the fix, never its value."""
 
 
 def read_secret(secret_id: str, what: str, env_name: str, json_key: str) -> str:
     """The text of an AWS Secrets Manager secret; from a JSON secret (as RDS and Redshift store them), the
     value at `json_key`. Called when a resource is set up, so a bad secret fails the run at its start."""
+    import boto3  # here: only a configured secret needs it, and the CLI starts faster without
+    from botocore.exceptions import BotoCoreError, ClientError
+
     where = f"{what} cannot be read from AWS Secrets Manager secret {secret_id!r} (set by {env_name})"
     try:
-        client = boto3.client("secretsmanager", region_name=_region() or None)
+        client = boto3.client("secretsmanager", region_name=AWS_REGION.value() or None)
         answer = client.get_secret_value(SecretId=secret_id)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "ClientError")
@@ -51,11 +79,6 @@ def read_secret(secret_id: str, what: str, env_name: str, json_key: str) -> str:
             return value
     register_secret(text)
     return text
-
-
-def _region() -> str:
-    # ECS sets both; botocore itself reads only AWS_DEFAULT_REGION.
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
 
 
 def _secret_fix(code: str, secret_id: str, env_name: str, region: str) -> str:

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from pendo_sync.defs.resources import StateResource, WarehouseResource
+from pendo_sync.dagster.resources import StateResource, WarehouseResource
 
 
 class RevertConfig(dg.Config):
@@ -15,9 +15,12 @@ class RevertConfig(dg.Config):
     description="Forget every row confirmed after the version and restore its cursor; the next run resends."
 )
 def revert_state(
-    context: dg.OpExecutionContext, config: RevertConfig, warehouse: WarehouseResource, state: StateResource
+    context: dg.OpExecutionContext,
+    config: RevertConfig,
+    pendo_sync_warehouse: WarehouseResource,
+    pendo_sync_state: StateResource,
 ) -> None:
-    store = state.store(warehouse)
+    store = pendo_sync_state.store(pendo_sync_warehouse)
     store.ensure_schema()
     forgotten = store.versions.revert_plan(config.sync, config.to_version)
     reverted = store.versions.revert(config.sync, config.to_version, run_id=context.run.run_id)

@@ -7,7 +7,6 @@ so a broken webhook cannot fail the sync or the sensor that wanted to report som
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ import boto3
 import dagster as dg
 import httpx
 
-from pendo_sync.defs.env import env_or
+from pendo_sync import variables
+from pendo_sync.dagster.env import env_or
+from pendo_sync.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,6 @@ SLACK_TIMEOUT_SECONDS = 10.0
 # SNS rejects a Subject longer than 100 characters or with line breaks / control characters.
 SNS_SUBJECT_LIMIT = 100
 
-_URL_PASSWORD = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s/]+@")
-_SLACK_WEBHOOK = re.compile(
-    r"(?P<prefix>https://hooks\.slack\.com/(?:services|triggers|workflows)/)[^\s\"'<>|]+"
-)
-_SLACK_TOKEN = re.compile(r"\b(?P<prefix>xox[a-z]-)[A-Za-z0-9-]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -41,29 +37,6 @@ class Alert:
     sync: str = ""
     run_id: str = ""
     link: str = ""
-
-
-# Secrets that did not come from an environment variable (AWS Secrets Manager): redacted all the same.
-_REGISTERED_SECRETS: set[str] = set()
-
-
-def register_secret(value: str) -> None:
-    """Have `redact` hide this value from now on (secrets read from anywhere but PENDO_INTEGRATION_KEY)."""
-    if value:
-        _REGISTERED_SECRETS.add(value)
-
-
-def redact(text: str) -> str:
-    """The text without secrets: the Pendo integration key (from the environment or registered), URL
-    passwords, Slack webhook paths and tokens."""
-    for secret in sorted(
-        {os.environ.get("PENDO_INTEGRATION_KEY", ""), *_REGISTERED_SECRETS}, key=len, reverse=True
-    ):
-        if secret:
-            text = text.replace(secret, "***")
-    text = _URL_PASSWORD.sub(r"\g<prefix>***@", text)
-    text = _SLACK_WEBHOOK.sub(r"\g<prefix>***", text)
-    return _SLACK_TOKEN.sub(r"\g<prefix>***", text)
 
 
 def _resolved(value: str) -> str:
@@ -205,11 +178,11 @@ def alerts_from_env() -> AlertsResource:
     """Alert settings from environment variables, as EnvVars so secrets are read at launch, never stored."""
 
     return AlertsResource(
-        slack_webhook_url=env_or("PENDO_SYNC_SLACK_WEBHOOK_URL"),
-        slack_token=env_or("PENDO_SYNC_SLACK_TOKEN"),
-        slack_channel=env_or("PENDO_SYNC_SLACK_CHANNEL"),
-        sns_topic_arn=env_or("PENDO_SYNC_SNS_TOPIC_ARN"),
-        aws_region=env_or("AWS_REGION", "AWS_DEFAULT_REGION"),
-        sns_endpoint_url=env_or("PENDO_SYNC_SNS_ENDPOINT_URL"),
-        ui_base_url=env_or("PENDO_SYNC_UI_URL"),
+        slack_webhook_url=env_or(variables.SLACK_WEBHOOK_URL),
+        slack_token=env_or(variables.SLACK_TOKEN),
+        slack_channel=env_or(variables.SLACK_CHANNEL),
+        sns_topic_arn=env_or(variables.SNS_TOPIC_ARN),
+        aws_region=env_or(variables.AWS_REGION),
+        sns_endpoint_url=env_or(variables.SNS_ENDPOINT_URL),
+        ui_base_url=env_or(variables.UI_URL),
     )

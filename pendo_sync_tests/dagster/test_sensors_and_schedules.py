@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import pytest
 
-from pendo_sync.definitions import build_definitions
+from pendo_sync.dagster.build import build_definitions
 from pendo_sync_tests.world import World
 
 

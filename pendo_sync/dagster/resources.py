@@ -1,5 +1,7 @@
 """Dagster resources: the warehouse, Pendo and the state store, configured from environment variables
-(read through dg.EnvVar) with embedded defaults, so the same assets run on a laptop and in production."""
+(read through dg.EnvVar) with embedded defaults, so the same assets run on a laptop and in production.
+They connect as the CLI does (pendo_sync/settings.py); a *_secret_id names an AWS Secrets Manager secret,
+read when a run starts."""
 
 from __future__ import annotations
 
@@ -9,12 +11,11 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
+from pendo_sync import settings, variables
 from pendo_sync.config import DeliverySettings
-from pendo_sync.defs.env import env_or
-from pendo_sync.defs.secrets import read_secret
-from pendo_sync.pendo.client import EMULATOR_KEY, EMULATOR_URL, PendoClient, read_field_schemas
+from pendo_sync.dagster.env import env_or
+from pendo_sync.pendo.client import PendoClient, read_field_schemas
 from pendo_sync.state.store import StateStore
-from pendo_sync.warehouse.engines import default_warehouse_url, make_engine
 
 
 class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -27,17 +28,11 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     _password: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.password_secret_id:
-            self._password = read_secret(
-                self.password_secret_id,
-                "the warehouse password",
-                "PENDO_SYNC_WAREHOUSE_PASSWORD_SECRET_ID",
-                "password",
-            )
+        self._password = settings.warehouse_password(self.password_secret_id)
 
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url, password=self._password)
+            self._engine = settings.connect_warehouse(self.url, self._password)
         return self._engine
 
 
@@ -52,21 +47,14 @@ class StateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     _password: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.state_url and self.password_secret_id:
-            self._password = read_secret(
-                self.password_secret_id,
-                "the state database password",
-                "PENDO_SYNC_STATE_PASSWORD_SECRET_ID",
-                "password",
-            )
+        if self.state_url:
+            self._password = settings.state_password(self.password_secret_id)
 
     def store(self, warehouse: WarehouseResource) -> StateStore:
         if self._store is None:
-            if self.state_url:
-                engine = make_engine(self.state_url, password=self._password)
-            else:
-                engine = warehouse.engine()
-            self._store = StateStore(engine, self.schema_name)
+            self._store = settings.connect_state(
+                warehouse.engine(), self.state_url, self._password, self.schema_name
+            )
         return self._store
 
 
@@ -80,19 +68,12 @@ class PendoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     _key: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.integration_key_secret_id:
-            self._key = read_secret(
-                self.integration_key_secret_id,
-                "the Pendo integration key",
-                "PENDO_INTEGRATION_KEY_SECRET_ID",
-                "integration_key",
-            )
+        self._key = settings.integration_key(self.integration_key, self.integration_key_secret_id)
 
     def client(self, delivery: DeliverySettings | None = None) -> PendoClient:
-        """A client with the delivery settings' request timeout and a connection per call in flight."""
-        delivery = delivery or DeliverySettings()
-        key = self._key or self.integration_key
-        return PendoClient(self.base_url, key, delivery.request_timeout_seconds, delivery.concurrency * 2)
+        return settings.connect_pendo(
+            self.base_url, self._key or self.integration_key, delivery or DeliverySettings()
+        )
 
     def field_schemas(self, kinds: set[str]) -> dict[str, dict[str, Any]]:
         """kind -> Pendo's field schema of that kind (one call a kind)."""
@@ -103,18 +84,18 @@ def build_resources(state_schema: str = "pendo_sync") -> dict[str, dg.Configurab
     """Resources for this deployment: environment variables where set, the local defaults otherwise.
     A *_SECRET_ID variable names an AWS Secrets Manager secret read at run start instead (docs/DEPLOY.md)."""
     return {
-        "warehouse": WarehouseResource(
-            url=env_or("PENDO_SYNC_WAREHOUSE_URL", default=default_warehouse_url()),
-            password_secret_id=env_or("PENDO_SYNC_WAREHOUSE_PASSWORD_SECRET_ID"),
+        "pendo_sync_warehouse": WarehouseResource(
+            url=env_or(variables.WAREHOUSE_URL, variables.default_warehouse_url()),
+            password_secret_id=env_or(variables.WAREHOUSE_PASSWORD_SECRET_ID),
         ),
-        "pendo": PendoResource(
-            base_url=env_or("PENDO_BASE_URL", default=EMULATOR_URL),
-            integration_key=env_or("PENDO_INTEGRATION_KEY", default=EMULATOR_KEY),
-            integration_key_secret_id=env_or("PENDO_INTEGRATION_KEY_SECRET_ID"),
+        "pendo_sync_pendo": PendoResource(
+            base_url=env_or(variables.PENDO_BASE_URL),
+            integration_key=env_or(variables.PENDO_INTEGRATION_KEY),
+            integration_key_secret_id=env_or(variables.PENDO_INTEGRATION_KEY_SECRET_ID),
         ),
-        "state": StateResource(
-            schema_name=env_or("PENDO_SYNC_STATE_SCHEMA", default=state_schema),
-            state_url=env_or("PENDO_SYNC_STATE_URL"),
-            password_secret_id=env_or("PENDO_SYNC_STATE_PASSWORD_SECRET_ID"),
+        "pendo_sync_state": StateResource(
+            schema_name=env_or(variables.STATE_SCHEMA, state_schema),
+            state_url=env_or(variables.STATE_URL),
+            password_secret_id=env_or(variables.STATE_PASSWORD_SECRET_ID),
         ),
     }

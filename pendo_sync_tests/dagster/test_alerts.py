@@ -9,9 +9,10 @@ import socket
 import dagster as dg
 import pytest
 
-from pendo_sync.defs.alerts import Alert, AlertsResource, alerts_from_env, redact
-from pendo_sync.defs.failure_sensor import build_run_failure_sensor
-from pendo_sync_tests.defs.conftest import MotoSns, SlackServer
+from pendo_sync.dagster.alerts import Alert, AlertsResource, alerts_from_env
+from pendo_sync.dagster.failure_sensor import build_run_failure_sensor
+from pendo_sync.secrets import redact
+from pendo_sync_tests.dagster.conftest import MotoSns, SlackServer
 
 ENV_NAMES = [
     "PENDO_SYNC_SLACK_WEBHOOK_URL",
@@ -157,12 +158,12 @@ def test_failing_slack_is_reported_and_sns_still_delivered(
         aws_region=moto_sns.region,
         sns_endpoint_url=moto_sns.endpoint_url,
     )
-    with caplog.at_level(logging.WARNING, logger="pendo_sync.defs.alerts"):
+    with caplog.at_level(logging.WARNING, logger="pendo_sync.dagster.alerts"):
         problems = alerts.send(Alert(title="pendo_sync: boom", text="details"))
     assert problems == ["Slack webhook: HTTP 500 internal error"]
     assert len(slack_server.messages) == 1
     assert [(n["Subject"], n["Message"]) for n in moto_sns.received()] == [("pendo_sync: boom", "details")]
-    assert [r.getMessage() for r in caplog.records if r.name == "pendo_sync.defs.alerts"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "pendo_sync.dagster.alerts"] == [
         "alert 'pendo_sync: boom' not delivered: Slack webhook: HTTP 500 internal error"
     ]
 
@@ -230,7 +231,7 @@ def test_run_failure_sensor_alerts_with_the_step_error(slack_server: SlackServer
     assert isinstance(sensor, dg.RunStatusSensorDefinition)
     assert sensor.name == "pendo_sync_run_failure"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.required_resource_keys == {"alerts"}
+    assert sensor.required_resource_keys == {"pendo_sync_alerts"}
     alerts = AlertsResource(slack_webhook_url=slack_server.url, ui_base_url="http://127.0.0.1:3000")
     with dg.instance_for_test() as instance:
         result = failing_job.execute_in_process(
@@ -243,7 +244,7 @@ def test_run_failure_sensor_alerts_with_the_step_error(slack_server: SlackServer
             dagster_instance=instance,
             dagster_run=result.dagster_run,
             dagster_event=failure,
-            resources={"alerts": alerts},
+            resources={"pendo_sync_alerts": alerts},
         )
         assert sensor(context) is None
     run_id = result.run_id
@@ -278,7 +279,7 @@ def test_run_failure_sensor_reports_a_dagster_failure_description(slack_server: 
             dagster_instance=instance,
             dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(),
-            resources={"alerts": AlertsResource(slack_webhook_url=slack_server.url)},
+            resources={"pendo_sync_alerts": AlertsResource(slack_webhook_url=slack_server.url)},
         )
         sensor(context)
     [message] = slack_server.messages
@@ -346,7 +347,7 @@ def test_run_failure_sensor_skips_with_the_reason_when_no_destination_is_set() -
             dagster_instance=instance,
             dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(),
-            resources={"alerts": AlertsResource()},
+            resources={"pendo_sync_alerts": AlertsResource()},
         )
         skipped = sensor(context)
     assert isinstance(skipped, dg.SkipReason)

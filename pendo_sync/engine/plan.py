@@ -1,0 +1,112 @@
+"""Which rows a run looks at: the one description of it (`SourceSlice`), planned from the run's mode, the
+sync's cursor and the warehouse. Dagster's IO manager plans it for the Pendo asset (a partition's days, or
+past the cursor) and hands it to the engine; the CLI's runs plan it the same way, inside the engine.
+
+| mode          | the slice                                                                   | cursor after |
+|---------------|-----------------------------------------------------------------------------|--------------|
+| `full`        | every row (bounded above by the newest key, so the cursor is well defined)  | newest key   |
+| `incremental` | rows past the cursor less `lookback_seconds` (every row on a first run)     | newest key   |
+| `backfill`    | rows with the key in [start, end): a partition or a date range              | unchanged    |
+
+Outstanding rejects are read whatever the slice (engine/changeset.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from pendo_sync.config import SyncSpec
+from pendo_sync.engine.preflight import PreflightError, Source, describe_source, warehouse_problems
+from pendo_sync.errors import UsageError
+from pendo_sync.state.cursor import align_cursor, key_kind
+from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.slices import Slice, lookback_lower, max_replication_key
+
+if TYPE_CHECKING:
+    from pendo_sync.engine.runner import Progress
+
+MODES = ("full", "incremental", "backfill")
+
+
+@dataclass
+class RunOptions:
+    """How one run reads and what it may do."""
+
+    mode: str = "full"
+    window: tuple[Any, Any] | None = None  # backfill: [start, end) of the replication key
+    full_refresh: bool = False
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    dry_run: bool = False
+    progress: Callable[[Progress], None] | None = None
+
+
+@dataclass(frozen=True)
+class SourceSlice:
+    """The rows of a sync's source a run looks at: the source relation (its table or query) within
+    `window`'s bounds of the replication key, and the cursors around it. The change set reads it in chunks,
+    never whole."""
+
+    sync: str
+    mode: str
+    window: Slice
+    previous: Any  # the cursor it was planned from
+    target: Any  # the cursor a run that goes through moves to
+    source: Source  # the source's columns, as the warehouse described them
+    full_refresh: bool = False
+
+    def describe(self) -> str:
+        return self.window.describe()
+
+
+def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptions) -> SourceSlice:
+    """The slice of a run: the source described (a missing table or column is a PreflightError), the cursor
+    read from the state store and aligned with the key's type, the bounds read from the warehouse."""
+    source = describe_source(warehouse, spec)
+    problems = warehouse_problems(spec, source)
+    if problems:
+        raise PreflightError(problems)
+    state.ensure_schema()
+    previous = state.versions.current_cursor(spec.name)
+    key_type = (source.columns or {}).get(spec.replication_key or "")
+    window, target = plan_window(spec, warehouse, previous, options, key_type)
+    return SourceSlice(spec.name, options.mode, window, previous, target, source, options.full_refresh)
+
+
+def plan_window(
+    spec: SyncSpec, warehouse: Engine, previous: Any, options: RunOptions, key_type: str | None = None
+) -> tuple[Slice, Any]:
+    """The window of the replication key to read and the cursor a run may move to if it goes through
+    (`previous` otherwise). Cursors are aligned with the key's database type (`key_type`), so an imported
+    or older cursor compares with the warehouse's values."""
+    if options.mode not in MODES:
+        raise UsageError(f"mode {options.mode!r} is not one of {', '.join(MODES)}")
+    kind = key_kind(key_type)
+    if options.mode == "backfill":
+        if not options.window:
+            raise UsageError(
+                f"sync {spec.name!r}: a backfill needs a window (start, end) of {spec.replication_key}"
+            )
+        start, end = (align_cursor(v, kind) for v in options.window)
+        return Slice("backfill", start, end), previous
+    if options.mode == "incremental" and not spec.replication_key:
+        raise UsageError(
+            f"sync {spec.name!r}: incremental runs need replication_key in the config; run mode full"
+        )
+    if kind is None and previous is not None:  # a query source whose key type the driver did not say
+        previous = align_cursor(previous, None, like=max_replication_key(warehouse, spec, Slice("full")))
+    previous = align_cursor(previous, kind)
+    if options.mode == "incremental" and previous is not None and not options.full_refresh:
+        lower = lookback_lower(previous, spec.lookback_seconds)
+        upper = max_replication_key(warehouse, spec, Slice("incremental", lower, None))
+        return Slice("incremental", lower, upper), max(upper, previous) if upper is not None else previous
+    # A full run, or the first incremental run: every row, bounded above so the cursor is well defined.
+    newest = max_replication_key(warehouse, spec, Slice("full")) if spec.replication_key else None
+    target = newest if newest is not None else previous
+    if spec.replication_key and options.mode == "incremental":
+        return Slice("incremental", None, newest), target
+    return Slice("full"), target

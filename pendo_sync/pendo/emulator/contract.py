@@ -1,0 +1,309 @@
+"""Pendo's contract, as the emulator keeps it (../shared/PENDO_API.md): fields by kind and group with their
+types, records by id, and what a bulk write answers. No I/O here: the server (server.py) parses requests
+and answers them, limits.py decides what is admitted.
+
+What it enforces: fields must exist in the kind and group (400 naming the field); values must match the
+field's type (a row-level error; `null` clears, a time is epoch milliseconds or ISO 8601 text); ids must
+exist unless `create=true` (`missing`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KINDS = ("visitor", "account")
+GROUPS = ("custom", "agent")
+ID_KEYS = {"visitor": "visitorId", "account": "accountId"}
+
+# Exact classes a JSON value of each type decodes to (json.loads gives bool, int, float, str, list).
+_FITS: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "float": (int, float),
+    "time": (int,),
+}
+_WANTED = {
+    "time": "a date-time (epoch milliseconds, or ISO 8601 text)",
+    "integer": "an integer",
+    "float": "a number",
+}
+
+
+def type_error(pendo_type: str, element_type: str, value: Any) -> str | None:
+    """Why a value does not fit a field type, or None when it fits (None always fits: it clears)."""
+    if value is None or pendo_type == "":
+        return None
+    fits = _FITS.get(pendo_type)
+    if fits is not None:
+        # Class, not isinstance: a JSON true is a bool, which must not pass as an integer.
+        if value.__class__ in fits or (pendo_type == "time" and _iso_time(value)):
+            return None
+        return f"value {json.dumps(value)} is not {_WANTED.get(pendo_type, f'a {pendo_type}')}"
+    if pendo_type == "list":
+        if not isinstance(value, list):
+            return f"{json.dumps(value)} is not a list"
+        for item in value:
+            problem = type_error(element_type or "", "", item)
+            if problem:
+                return f"list element {problem}"
+    return None
+
+
+def _iso_time(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) < 10:
+        return False
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def field_attributes(name: str, pendo_type: str, element_type: str = "") -> dict[str, Any]:
+    """A field as Pendo's schema call describes it."""
+    return {
+        "Type": pendo_type,
+        "DisplayName": name.replace("_", " ").title(),
+        "ElementType": element_type or "",
+        "ElementFormat": "",
+        "Dirty": False,
+        "isHidden": False,
+        "isDeleted": False,
+        "isCalculated": False,
+        "isPerApp": False,
+    }
+
+
+class PendoState:
+    """Fields and records, and the rules of the write call; thread-safe (the server's loop writes, tests
+    and the admin endpoints read)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fields: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+            k: {g: {} for g in GROUPS} for k in KINDS
+        }
+        self.store: dict[str, dict[str, dict[str, dict[str, Any]]]] = {k: {} for k in KINDS}
+        self._sorted: dict[str, list[str] | None] = dict.fromkeys(KINDS)  # ids in order, for paging
+        self.reset_stats()
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def add_field(self, kind: str, group: str, name: str, pendo_type: str, element_type: str = "") -> None:
+        with self.lock:
+            self.fields[kind][group][name] = field_attributes(name, pendo_type, element_type)
+
+    def remove_field(self, kind: str, group: str, name: str) -> None:
+        with self.lock:
+            self.fields[kind][group].pop(name, None)
+
+    def add_ids(self, kind: str, ids: list[str] | tuple[str, ...]) -> None:
+        with self.lock:
+            records = self.store[kind]
+            for record_id in ids:
+                records.setdefault(str(record_id), {"custom": {}, "agent": {}})
+            self._sorted[kind] = None
+
+    def alter(self, kind: str, record_id: str, values: dict[str, Any], group: str = "custom") -> None:
+        """Change stored values as Pendo's UI or another integration would (drift, for verify's tests)."""
+        with self.lock:
+            target = self.store[kind][record_id][group]
+            for name, value in values.items():
+                if value is None:
+                    target.pop(name, None)
+                else:
+                    target[name] = value
+
+    def seed(self, seed: dict[str, Any]) -> None:
+        """{"fields": {kind: {group: {name: type or {"Type", "ElementType"}}}}, "ids": {kind: [id, ...]}}."""
+        for kind, groups in seed.get("fields", {}).items():
+            for group, fields in groups.items():
+                for name, spec in fields.items():
+                    if isinstance(spec, dict):
+                        self.add_field(kind, group, name, spec.get("Type", ""), spec.get("ElementType", ""))
+                    else:
+                        self.add_field(kind, group, name, str(spec))
+        for kind, ids in seed.get("ids", {}).items():
+            self.add_ids(kind, ids)
+
+    def seed_from_file(self, path: str | Path) -> None:
+        self.seed(json.loads(Path(path).read_text()))
+
+    # -- inspection -------------------------------------------------------------------------------
+    def records(self, kind: str, group: str = "custom") -> dict[str, dict[str, Any]]:
+        """id -> that group's field values, for every record of a kind."""
+        with self.lock:
+            return {rid: dict(groups[group]) for rid, groups in self.store[kind].items()}
+
+    def values_of(self, kind: str, record_id: str, group: str = "custom") -> dict[str, Any] | None:
+        with self.lock:
+            record = self.store[kind].get(record_id)
+            return dict(record[group]) if record is not None else None
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            out = dict(self._stats)
+            out["statuses"] = dict(self._statuses)
+            out["batch_sizes"] = list(self._batch_sizes)
+            out["call_bytes"] = list(self._call_bytes)
+            return out
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            self._stats: dict[str, Any] = {
+                "write_calls": 0,
+                "records_received": 0,
+                "records_updated": 0,
+                "bytes_received": 0,
+                "missing": 0,
+                "errors": 0,
+                "max_in_flight": 0,
+            }
+            self._statuses: Counter[int] = Counter()
+            self._batch_sizes: list[int] = []
+            self._call_bytes: list[int] = []  # the body size of each write call that carried records
+            # Which ids each write carried, in order: lets a test prove what was (not) resent.
+            self.received_ids: list[str] = []
+
+    def count_call(self, n_records: int, n_bytes: int, status: int | None = None) -> None:
+        with self.lock:
+            self._stats["write_calls"] += 1
+            self._stats["records_received"] += n_records
+            self._stats["bytes_received"] += n_bytes
+            if n_records:
+                self._batch_sizes.append(n_records)
+                self._call_bytes.append(n_bytes)
+            if status is not None:
+                self._statuses[status] += 1
+
+    def count_status(self, status: int) -> None:
+        with self.lock:
+            self._statuses[status] += 1
+
+    def note_in_flight(self, in_flight: int) -> None:
+        with self.lock:
+            self._stats["max_in_flight"] = max(self._stats["max_in_flight"], in_flight)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every record and its values, as JSON-able data (fields are seeded from the config each time)."""
+        with self.lock:
+            return {"records": json.loads(json.dumps(self.store))}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        with self.lock:
+            for kind in KINDS:
+                for rid, groups in snapshot.get("records", {}).get(kind, {}).items():
+                    self.store[kind][rid] = {g: dict(groups.get(g, {})) for g in GROUPS}
+                self._sorted[kind] = None
+
+    # -- the write call ---------------------------------------------------------------------------
+    def check_write(self, kind: str, group: str, items: Any) -> Answer | None:
+        """The 400 a malformed or unmapped write gets (nothing of it is applied), or None."""
+        id_key = ID_KEYS[kind]
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get(id_key), str) and isinstance(i.get("values"), dict)
+            for i in items
+        ):
+            return Answer(
+                400, {"error": f"body must be a JSON array of {{{id_key!r}: string, 'values': object}}"}
+            )
+        fields = self.fields[kind][group]
+        for item in items:
+            for name in item["values"]:
+                if name not in fields or fields[name]["isDeleted"]:
+                    return Answer(400, {"error": f"field {name!r} is not mapped for {kind} {group}"})
+        return None
+
+    def apply_write(self, kind: str, group: str, items: list[dict[str, Any]], create: bool) -> dict[str, Any]:
+        """Apply a checked write; the 200 answer: updated, missing ids, row-level type errors."""
+        id_key = ID_KEYS[kind]
+        types = {name: (f["Type"], f["ElementType"]) for name, f in self.fields[kind][group].items()}
+        errors: list[dict[str, str]] = []
+        valid: list[tuple[str, dict[str, Any]]] = []
+        for item in items:  # type checks outside the lock: other calls proceed meanwhile
+            rid, values = item[id_key], item["values"]
+            for name, value in values.items():
+                problem = type_error(*types[name], value)
+                if problem:
+                    errors.append({"id": rid, "field": name, "error": problem})
+                    break
+            else:
+                valid.append((rid, values))
+        missing: list[str] = []
+        updated = 0
+        with self.lock:
+            self.received_ids.extend(item[id_key] for item in items)
+            records = self.store[kind]
+            for rid, values in valid:
+                record = records.get(rid)
+                if record is None:
+                    if not create:
+                        missing.append(rid)
+                        continue
+                    record = records[rid] = {"custom": {}, "agent": {}}
+                    self._sorted[kind] = None
+                target = record[group]
+                for name, value in values.items():
+                    if value is None:
+                        target.pop(name, None)
+                    else:
+                        target[name] = value
+                updated += 1
+            self._stats["records_updated"] += updated
+            self._stats["missing"] += len(missing)
+            self._stats["errors"] += len(errors)
+            self._statuses[200] += 1
+        failed = len(missing) + len(errors)
+        return {
+            "total": updated + failed,
+            "updated": updated,
+            "failed": failed,
+            "missing": missing,
+            "errors": errors,
+        }
+
+    # -- reads ------------------------------------------------------------------------------------
+    def schema(self, kind: str) -> Answer:
+        if kind not in KINDS:
+            return Answer(404, {"error": f"unknown kind {kind!r}"})
+        with self.lock:
+            groups = {g: {n: dict(a) for n, a in fs.items()} for g, fs in self.fields[kind].items()}
+        return Answer(200, {"auto": {}, **groups})
+
+    def record(self, kind: str, record_id: str) -> Answer:
+        with self.lock:
+            record = self.store[kind].get(record_id)
+            if record is None:
+                return Answer(404, {"error": f"{kind} {record_id!r} not found"})
+            metadata = {"auto": {"id": record_id}, **{g: dict(v) for g, v in record.items()}}
+        return Answer(200, {ID_KEYS[kind]: record_id, "metadata": metadata})
+
+    def ids_after(self, kind: str, after: str | None) -> tuple[list[str], int]:
+        """The ids of a kind in order, and where those past `after` start (aggregation paging)."""
+        with self.lock:
+            ordered = self._sorted[kind]
+            if ordered is None:
+                ordered = self._sorted[kind] = sorted(self.store[kind])
+        return ordered, 0 if after is None else bisect_right(ordered, after)
+
+    def row(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        """One record as the aggregation pipeline sees it: its id and its metadata."""
+        with self.lock:
+            record = self.store[kind].get(record_id)
+            if record is None:
+                return None
+            return {ID_KEYS[kind]: record_id, "metadata": {g: dict(v) for g, v in record.items()}}
