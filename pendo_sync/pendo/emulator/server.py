@@ -12,6 +12,7 @@ from http import HTTPStatus
 import orjson
 
 from pendo_sync.pendo.emulator.api import Drop, Emulator
+from pendo_sync.pendo.emulator.contract import Answer
 
 _MAX_HEADER_BYTES = 64 * 1024
 
@@ -41,7 +42,9 @@ async def _serve_connection(
                 answer = await emulator.handle(method, target, headers, body)
             except Drop:
                 return
-            payload = orjson.dumps(answer.body)
+            except Exception as exc:  # the emulator's own bug: an answer, not a dropped connection
+                answer = Answer(500, {"error": f"emulator error: {type(exc).__name__}: {exc}"})
+            payload = orjson.dumps(answer.body, option=orjson.OPT_NON_STR_KEYS)
             phrase = HTTPStatus(answer.status).phrase if answer.status < 600 else ""
             extra = "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items())
             writer.write(
