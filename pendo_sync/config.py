@@ -41,8 +41,15 @@ class ConfigError(UsageError):
 
     def __init__(self, problems: list[str], source: str = "") -> None:
         self.problems = problems
+        self.source = source
         where = f" in {source}" if source else ""
         super().__init__(f"{len(problems)} problem(s){where}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+    def lines(self) -> list[str]:
+        """As `pendo-sync check` prints problems: one `error:` line each, under a header naming the file."""
+        where = f" in {self.source}" if self.source else ""
+        count = "1 problem" if len(self.problems) == 1 else f"{len(self.problems)} problems"
+        return [f"the config has {count}{where}:", *(f"error: {p}" for p in self.problems)]
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,10 @@ class SyncSpec:
         None  # ("eager", None) or ("cron", expr): declarative automation
     )
     freshness: tuple[float, float | None] | None = None  # (fail_after, warn_after) seconds
+    time_format: str = "epoch_ms"  # how a time is sent: epoch_ms or iso8601 (Pendo's form is not confirmed)
+    clear_with: str = "null"  # how a field is cleared: null or empty_string (not confirmed either)
+    verify_sample: int = 200  # ids the pendo_matches_source check reads back from Pendo
+    change_log_retention_days: int | None = None  # change_log: {retention_days: N}; None: no change log
 
     @property
     def id_key(self) -> str:
@@ -126,6 +137,7 @@ class ProjectConfig:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     state_schema: str = "pendo_sync"
     source: str = ""
+    problems: tuple[str, ...] = ()  # with parse_config(lenient=True): what is wrong, each with its fix
 
     def sync(self, name: str) -> SyncSpec:
         for spec in self.syncs:
@@ -140,6 +152,7 @@ _TOP_KEYS = {
     "delivery": "delivery settings",
     "state_schema": "schema for state",
 }
+_SPEC_FIELD = {"change_log": "change_log_retention_days"}  # an option's name in SyncSpec, where it differs
 _CORE_SYNC_KEYS = {"kind", "group", "table", "query", "id_column", "fields", "on_delete"}
 _SYNC_KEYS = _CORE_SYNC_KEYS | set(SYNC_OPTIONS)
 _FIELD_KEYS = {"field", "type", "element_type"}
@@ -156,8 +169,8 @@ def config_path() -> Path:
     return Path(CONFIG.value() or DEMO_CONFIG)
 
 
-def load_config(path: str | Path | None = None) -> ProjectConfig:
-    """Read and validate a config file; raise ConfigError listing every problem found."""
+def load_config(path: str | Path | None = None, lenient: bool = False) -> ProjectConfig:
+    """Read and validate a config file; raise ConfigError listing every problem found (see parse_config)."""
     path = Path(path) if path else config_path()
     try:
         raw = yaml.safe_load(path.read_text())
@@ -165,11 +178,14 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         raise ConfigError([f"config file {path} does not exist; set PENDO_SYNC_CONFIG to your file"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], str(path)) from exc
-    return parse_config(raw, str(path))
+    return parse_config(raw, str(path), lenient)
 
 
-def parse_config(raw: Any, source: str = "") -> ProjectConfig:
-    """Validate a parsed YAML document into a ProjectConfig."""
+def parse_config(raw: Any, source: str = "", lenient: bool = False) -> ProjectConfig:
+    """Validate a parsed YAML document into a ProjectConfig; ConfigError lists every problem. With
+    `lenient` the problems are kept in the config's `problems` instead, and each sync whose kind, source
+    and id are sound is kept with the fields and options that are (so `check` can also check those
+    against the warehouse and Pendo, in the same round)."""
     problems: list[str] = []
     if not isinstance(raw, dict) or not isinstance(raw.get("syncs"), dict) or not raw["syncs"]:
         raise ConfigError(["the file must have a top-level 'syncs:' mapping of sync name to sync"], source)
@@ -180,10 +196,10 @@ def parse_config(raw: Any, source: str = "") -> ProjectConfig:
         problems.append(
             f"state_schema: {state_schema!r} is not a plain identifier; use letters, digits and _"
         )
-    syncs = [_parse_sync(name, body, problems) for name, body in raw["syncs"].items()]
-    if problems:
+    syncs = [_parse_sync(name, body, problems, lenient) for name, body in raw["syncs"].items()]
+    if problems and not lenient:
         raise ConfigError(problems, source)
-    return ProjectConfig(tuple(s for s in syncs if s), delivery, state_schema, source)
+    return ProjectConfig(tuple(s for s in syncs if s), delivery, state_schema, source, tuple(problems))
 
 
 def _parse_delivery(raw: Any, problems: list[str]) -> DeliverySettings:
@@ -202,7 +218,7 @@ def _parse_delivery(raw: Any, problems: list[str]) -> DeliverySettings:
     return DeliverySettings(**values)
 
 
-def _parse_sync(name: str, body: Any, problems: list[str]) -> SyncSpec | None:
+def _parse_sync(name: str, body: Any, problems: list[str], lenient: bool = False) -> SyncSpec | None:
     place = f"sync {name!r}"
     if not _NAME.match(str(name)):
         problems.append(
@@ -225,7 +241,8 @@ def _parse_sync(name: str, body: Any, problems: list[str]) -> SyncSpec | None:
     table, query = body.get("table"), body.get("query")
     if bool(table) == bool(query):
         problems.append(f"{place}: give exactly one of 'table' (schema.table) or 'query' (a SELECT)")
-    if query and not _without_leading_comments(str(query)).lower().startswith(("select", "with")):
+    query_ok = not query or _without_leading_comments(str(query)).lower().startswith(("select", "with"))
+    if not query_ok:
         problems.append(f"{place}: query must be a SELECT (or WITH ... SELECT) statement")
     id_column = body.get("id_column")
     if not id_column:
@@ -240,12 +257,14 @@ def _parse_sync(name: str, body: Any, problems: list[str]) -> SyncSpec | None:
     for key, parse in SYNC_OPTIONS.items():
         if key in body:
             try:
-                options[key] = parse(body[key])
+                options[_SPEC_FIELD.get(key, key)] = parse(body[key])
             except ValueError as exc:
                 problems.append(f"{place}: {key}: {exc}")
     if on_delete in ON_DELETE:
         options["on_delete"] = on_delete
-    if len(problems) > start:
+    sound = kind in KINDS and group in GROUPS and bool(table) != bool(query) and query_ok and bool(id_column)
+    sound = sound and bool(fields)
+    if len(problems) > start and not (lenient and sound and _NAME.match(str(name))):
         return None
     return SyncSpec(
         name=name,

@@ -99,6 +99,27 @@ def freshness(value: Any) -> tuple[float, float | None]:
     return (fail, warn)
 
 
+def time_format(value: Any) -> str:
+    if value not in ("epoch_ms", "iso8601"):
+        raise ValueError(f"{value!r} is not a time format; use epoch_ms (today's default) or iso8601")
+    return str(value)
+
+
+def clear_with(value: Any) -> str:
+    if value is None or value == "null":  # YAML reads a bare null as None
+        return "null"
+    if value == "empty_string":
+        return "empty_string"
+    raise ValueError(f"{value!r} is not a way to clear a field; use null (today's default) or empty_string")
+
+
+def change_log(value: Any) -> int:
+    """change_log: {retention_days: N}: the days a run's per-row log is kept."""
+    if not isinstance(value, dict) or set(value) != {"retention_days"}:
+        raise ValueError(f"{value!r} is not a change log setting; use change_log: {{retention_days: 30}}")
+    return positive_int(value["retention_days"])
+
+
 # Every sync option past the core keys (kind, group, table, query, id_column, fields, on_delete): its parser.
 SYNC_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "replication_key": text,
@@ -116,4 +137,8 @@ SYNC_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "upstream": asset_key,
     "automation": automation,
     "freshness": freshness,
+    "time_format": time_format,
+    "clear_with": clear_with,
+    "verify_sample": positive_int,
+    "change_log": change_log,
 }

@@ -17,6 +17,7 @@ REJECT_KINDS = {
     "invalid": "a mapped value does not fit its Pendo type; nothing was sent for the row",
     "error": "Pendo refused the row, or every attempt to deliver its batch failed",
     "duplicate": "more than one source row carries the id; none of them was sent",
+    "drift": "pendo-sync verify found Pendo holding another value than the source's; the next run resends it",
 }
 
 
@@ -27,6 +28,7 @@ class Reject(NamedTuple):
     row_hash: str
     kind: str  # one of REJECT_KINDS
     reason: str
+    op: str = "upsert"  # what was asked of Pendo: upsert, or clear (a deleted id)
 
 
 def _figure(doc: str, stored: bool = True) -> Any:

@@ -36,9 +36,11 @@ def test_check_prints_a_plan_or_every_problem(cli, duckdb_world: World, tmp_path
     broken.write_text(yaml.safe_dump(raw))
     code, out, err = cli("--config", str(broken), "check", "accounts")
     assert code == 1
-    assert err.splitlines() == [
+    assert err.splitlines() == [  # every problem in one round: the warehouse's and Pendo's
         "error: sync 'accounts': column 'segment' is not in accounts; fix the key under 'fields' (columns are: "
-        "account_id, arr, created_at, health_score, is_paying, name, plan, renewal_date, seats, updated_at)"
+        "account_id, arr, created_at, health_score, is_paying, name, plan, renewal_date, seats, updated_at)",
+        "error: sync 'accounts', column 'seats': Pendo field 'seats' has type 'integer' but the mapping says "
+        "'string'; set type: integer in the config or change the field in Pendo",
     ]
     duckdb_world.sql("ALTER TABLE accounts ADD COLUMN segment VARCHAR")
     code, out, err = cli("--config", str(broken), "check", "accounts")
@@ -53,12 +55,12 @@ def test_check_prints_a_plan_or_every_problem(cli, duckdb_world: World, tmp_path
 
 
 def test_run_and_state_commands(cli, duckdb_world: World):
-    code, out, _ = cli("run", "accounts", "--mode", "full")
+    code, out, _ = cli("run", "accounts", "--mode", "full", "--json")
     assert code == 0
     first = json.loads(out.splitlines()[-1])
     assert (first["status"], first["version"], first["counts"]["rows_read"]) == ("complete", 1, ACCOUNTS)
     duckdb_world.sql("UPDATE accounts SET plan = 'pro' WHERE plan <> 'pro'")
-    code, out, _ = cli("run", "accounts", "--mode", "full")
+    code, out, _ = cli("run", "accounts", "--mode", "full", "--json")
     assert json.loads(out.splitlines()[-1])["version"] == 2
 
     code, out, _ = cli("state", "list", "accounts")
@@ -102,7 +104,7 @@ def test_import_singer_state_starts_from_the_bookmark(cli, duckdb_world: World, 
     assert code == 0, err
     assert out.startswith("Imported: state version 1;")
     duckdb_world.emulator.reset_stats()
-    code, out, _ = cli("run", "visitors")
+    code, out, _ = cli("run", "visitors", "--json", "--accept-rejects")
     past_bookmark = duckdb_world.sql(
         "SELECT count(*) FROM visitors WHERE updated_at > '2026-10-29 00:00:00' AND (nps IS NULL OR nps <> 'n/a')"
     )[0][0]
@@ -118,9 +120,37 @@ def test_bad_config_is_refused_with_the_place_and_the_fix(cli, tmp_path: Path):
     code, _, err = cli("--config", str(bad), "check")
     assert code == 2
     assert err.splitlines() == [
-        f"pendo-sync: 2 problem(s) in {bad}:",
-        "  - sync 'accounts': kind 'acount' is not one of visitor, account; set kind: visitor or kind: account",
-        "  - sync 'accounts': 'fields' must map each source column to {field: <pendo field>, type: <type>}",
+        "error: sync 'accounts': kind 'acount' is not one of visitor, account; set kind: visitor or kind: account",
+        "error: sync 'accounts': 'fields' must map each source column to {field: <pendo field>, type: <type>}",
+    ]
+    code, _, err = cli("--config", str(bad), "run", "accounts")  # every command says it alike
+    assert code == 2
+    assert err.splitlines() == [
+        f"pendo-sync: the config has 2 problems in {bad}:",
+        "error: sync 'accounts': kind 'acount' is not one of visitor, account; set kind: visitor or kind: account",
+        "error: sync 'accounts': 'fields' must map each source column to {field: <pendo field>, type: <type>}",
+    ]
+
+
+def test_a_config_with_one_problem_of_each_kind_gets_all_of_them_in_one_round(
+    cli, duckdb_world: World, tmp_path: Path
+):
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    fields = raw["syncs"]["accounts"]["fields"]
+    fields["seats"] = {"type": "int"}  # the config's own problem
+    fields["seatz"] = {"type": "integer"}  # the warehouse's: no such column
+    duckdb_world.emulator.remove_field("account", "custom", "plan")  # Pendo's: no such field
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    code, _, err = cli("--config", str(broken), "check", "accounts")
+    assert code == 2
+    assert err.splitlines() == [
+        "error: sync 'accounts', column 'seats': unknown Pendo type 'int'; use one of string, boolean, integer, "
+        "float, time, list",
+        "error: sync 'accounts': column 'seatz' is not in accounts; fix the key under 'fields' (columns are: "
+        "account_id, arr, created_at, health_score, is_paying, name, plan, renewal_date, seats, updated_at)",
+        "error: sync 'accounts', column 'plan': Pendo account custom field 'plan' does not exist; create it in "
+        "Pendo (Settings > Data Mappings) or map the column to an existing field",
     ]
 
 

@@ -52,10 +52,10 @@ def test_good_config_parses_with_defaults() -> None:
 def test_unknown_key_names_sync_key_and_suggestion() -> None:
     assert problems_of(with_sync(replication_ky="updated_at")) == [
         "sync 'accounts': unknown key 'replication_ky' (did you mean 'replication_key'?); allowed keys are "
-        "automation, blocking_reject_check, create_missing, description, existing_id_length, existing_ids_only, "
-        "fields, freshness, full_cron, group, id_column, incremental_cron, kind, lookback_seconds, "
-        "max_reject_share, missing_retry_seconds, on_delete, partition_start, query, replication_key, table, "
-        "upstream"
+        "automation, blocking_reject_check, change_log, clear_with, create_missing, description, "
+        "existing_id_length, existing_ids_only, fields, freshness, full_cron, group, id_column, "
+        "incremental_cron, kind, lookback_seconds, max_reject_share, missing_retry_seconds, on_delete, "
+        "partition_start, query, replication_key, table, time_format, upstream, verify_sample"
     ]
 
 

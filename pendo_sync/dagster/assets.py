@@ -20,6 +20,7 @@ from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.slices import Slice, count_rows, max_replication_key
 
 REJECT_CHECK = "reject_share_below_threshold"
+SYNC_TAG = "pendo_sync/sync"  # on every run of one sync: the run list filters by it, alerts name it
 
 
 class SyncRunConfig(dg.Config):
@@ -69,7 +70,9 @@ def build_source_asset(spec: SyncSpec) -> dg.SourceAsset:
     @dg.observable_source_asset(
         key=key,
         group_name="warehouse",
-        description=f"Warehouse source {spec.source_label} (observed: column schema, row count, newest key).",
+        description=f"Warehouse source {spec.source_label} (observed: column schema, row count, newest key; "
+        f"on {spec.incremental_cron}, by the pendo_sync_automation sensor).",
+        automation_condition=dg.AutomationCondition.on_cron(spec.incremental_cron),
     )
     def observe(pendo_sync_warehouse: WarehouseResource) -> dg.ObserveResult:
         engine = pendo_sync_warehouse.engine()
@@ -140,6 +143,7 @@ def execute_sync(
 ) -> dg.MaterializeResult:
     """Run the engine (its preflight first: nothing is sent on a bad config) and report its outcome. A
     failure is the engine's own one-line message; a run Pendo refused every row of fails with its figures."""
+    tag_run(context, spec)
     options.progress = lambda p: context.log.info(f"sync {spec.name}: {p.line()}")
     warehouse, pendo, alerts = resources.warehouse, resources.pendo, resources.alerts
     store = resources.state.store(warehouse)
@@ -156,6 +160,9 @@ def execute_sync(
     )
     metadata = outcome_metadata(outcome)
     metadata["dagster/column_schema"] = synced_schema(spec, outcome.columns)
+    reasons = store.rejects.reasons(spec.name, run_id=context.run.run_id)
+    if reasons:
+        metadata["reject_reasons"] = reason_table(reasons)
     metadata.update(resources.archive.write_run(context, spec.name, outcome, store))
     if outcome.status == "failed":
         first = next((r.reason for r in outcome.reject_sample.get("error", [])), "")
@@ -189,6 +196,47 @@ def execute_sync(
         severity=dg.AssetCheckSeverity.ERROR if spec.blocking_reject_check else dg.AssetCheckSeverity.WARN,
     )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def tag_run(context: dg.AssetExecutionContext, spec: SyncSpec) -> None:
+    """A run launched from the asset page (not from the sync's job, schedule or sensors) has no sync tag:
+    add it when the run is of this sync only. The one-writer-per-sync limit does not depend on it: that is
+    the sync's pool, which dagster.yaml enforces per run for every run however it was launched."""
+    run = context.run
+    if SYNC_TAG in run.tags:
+        return
+    syncs = {
+        key.path[1].removesuffix("_daily")
+        for key in run.asset_selection or ()
+        if len(key.path) == 2 and key.path[0] == "pendo"
+    }
+    if syncs == {spec.name}:
+        context.instance.add_run_tags(run.run_id, {SYNC_TAG: spec.name})
+
+
+def reason_table(reasons: list[dict[str, Any]]) -> dg.TableMetadataValue:
+    """The run's rejects grouped: kind, reason, how many rows, example ids (every kind it met)."""
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "kind": r["kind"],
+                    "reason": r["reason"],
+                    "count": r["count"],
+                    "examples": ", ".join(r["examples"]),
+                }
+            )
+            for r in reasons
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("kind"),
+                dg.TableColumn("reason"),
+                dg.TableColumn("count", "int"),
+                dg.TableColumn("examples"),
+            ]
+        ),
+    )
 
 
 def synced_schema(spec: SyncSpec, columns: dict[str, str]) -> dg.TableSchema:
@@ -289,7 +337,7 @@ def _sync_asset(
         description=description,
         kinds={"pendo"},
         pool=f"pendo_sync_{spec.name}",
-        tags={"pendo_sync/sync": spec.name},
+        tags={SYNC_TAG: spec.name},
         check_specs=[reject_check(spec, key)],
         automation_condition=automation,
         freshness_policy=freshness,

@@ -91,7 +91,8 @@ class RunArchiveResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             return {}
         now = dt.datetime.now(dt.UTC)
         keys = {
-            name: archive_key(self._prefix, table, sync, now.date(), context.run_id) for name, table in TABLES
+            name: archive_key(self._prefix, table, sync, now.date(), context.run.run_id)
+            for name, table in TABLES
         }
         client = self.s3.get_client()
         try:
@@ -99,7 +100,7 @@ class RunArchiveResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 rejects_file, report_file = f"{tmp}/rejects.parquet", f"{tmp}/report.parquet"
                 with pq.ParquetWriter(rejects_file, REJECTS_SCHEMA) as writer:
                     writer.write_table(REJECTS_SCHEMA.empty_table())  # a run without rejects still has a file
-                    for rows in run_rejects(store, sync, context.run_id):
+                    for rows in run_rejects(store, sync, context.run.run_id):
                         writer.write_table(pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA))
                 pq.write_table(
                     pa.Table.from_pylist([_report_row(context, sync, outcome, now)], schema=REPORT_SCHEMA),
@@ -158,7 +159,7 @@ def _report_row(
         "sync": sync,
         "asset": context.asset_key.to_user_string(),
         "partition": partition,
-        "run_id": context.run_id,
+        "run_id": context.run.run_id,
         "state_version": outcome.version,
         "mode": outcome.mode,
         "status": outcome.status,

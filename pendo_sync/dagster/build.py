@@ -26,6 +26,7 @@ from pendo_sync.dagster.slices_io import source_slices
 # observable_source_asset and backfill_policy are marked beta; they are the documented way to do this.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 AUTOMATION_SENSOR = "pendo_sync_automation"
+OBSERVE_JOB = "observe_sources"
 
 
 def build_definitions(config: ProjectConfig, define_resources: bool = True) -> dg.Definitions:
@@ -54,15 +55,24 @@ def build_definitions(config: ProjectConfig, define_resources: bool = True) -> d
     new_rows = build_new_rows_sensor(config)
     if new_rows:
         sensors.append(new_rows)
-    automated = [pendo_key(s) for s in config.syncs if s.automation]
+    # On by default: the observations of the warehouse sources (so none is "never observed"), and the syncs
+    # that ask for automation, without a toggle in the UI.
+    automated = [*sources, *[pendo_key(s) for s in config.syncs if s.automation]]
     if automated:
-        # On by default: a sync that asks for automation gets it without a toggle in the UI.
         sensors.append(
             dg.AutomationConditionSensorDefinition(
                 AUTOMATION_SENSOR,
                 target=dg.AssetSelection.assets(*automated),
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=30,
+            )
+        )
+    if sources:
+        jobs.append(
+            dg.define_asset_job(
+                OBSERVE_JOB,
+                selection=dg.AssetSelection.assets(*sources),
+                description="Observe the warehouse sources now: column schema, row count, newest key.",
             )
         )
     sync_all = dg.define_asset_job(

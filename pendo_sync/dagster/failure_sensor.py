@@ -7,8 +7,8 @@ from typing import cast
 import dagster as dg
 
 from pendo_sync.dagster.alerts import Alert, AlertsResource
+from pendo_sync.dagster.assets import SYNC_TAG
 
-SYNC_TAG = "pendo_sync/sync"
 # Enough to recognise the error in a chat message; the full stack traces are on the run's page.
 MAX_STEP_ERRORS = 3
 MAX_ERROR_CHARS = 1000

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.dagster.assets import pendo_key, sync_run_config
+from pendo_sync.dagster.assets import SYNC_TAG, pendo_key, sync_run_config
 
 
 def sync_job(spec: SyncSpec) -> dg.UnresolvedAssetJobDefinition:
@@ -15,7 +15,7 @@ def sync_job(spec: SyncSpec) -> dg.UnresolvedAssetJobDefinition:
         f"sync_{spec.name}",
         selection=dg.AssetSelection.assets(pendo_key(spec)),
         description=f"The live sync {spec.name}: Pendo {spec.kind} fields from {spec.source_label}.",
-        tags={"pendo_sync/sync": spec.name},
+        tags={SYNC_TAG: spec.name},
     )
 
 

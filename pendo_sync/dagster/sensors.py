@@ -14,6 +14,7 @@ import dagster as dg
 from pendo_sync.config import ProjectConfig, SyncSpec
 from pendo_sync.dagster.alerts import Alert, AlertsResource
 from pendo_sync.dagster.assets import (
+    SYNC_TAG,
     column_schema,
     daily_key,
     daily_partitions,
@@ -83,7 +84,7 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
                         asset_selection=[pendo_key(spec)],
                         run_config=sync_run_config(spec, "full"),
                         tags={
-                            "pendo_sync/sync": spec.name,
+                            SYNC_TAG: spec.name,
                             "pendo_sync/reason": "new mapped column " + ", ".join(newly_mapped),
                         },
                     )
@@ -142,7 +143,7 @@ def build_new_rows_sensor(config: ProjectConfig) -> dg.SensorDefinition | None:
                             run_key=f"{spec.name}-{key}-{encode_cursor(newest)[0]}",
                             partition_key=key,
                             asset_selection=[daily_key(spec)],
-                            tags={"pendo_sync/sync": spec.name},
+                            tags={SYNC_TAG: spec.name},
                         )
                     )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))

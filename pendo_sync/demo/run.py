@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -120,10 +121,11 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
             f"Pendo emulator at {server.base_url}, seeded with {seeded:,} ids (every 50th left out, "
             "to show 'missing'). Dagster home: " + str(dagster_home)
         )
-        from pendo_sync.dagster.build import build_definitions
+        from pendo_sync.dagster.build import OBSERVE_JOB, build_definitions
 
         defs = build_definitions(config)
         with dg.DagsterInstance.get() as instance:
+            defs.resolve_job_def(OBSERVE_JOB).execute_in_process(instance=instance)  # the warehouse, observed
             result = defs.resolve_job_def("sync_all").execute_in_process(
                 instance=instance,
                 raise_on_error=False,
@@ -143,8 +145,30 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
             f"{m['records_per_second']:>9,.0f} rec/s  ({m['slice']})"
         )
     print(f"  emulator received {stats['write_calls']:,} write calls, {stats['records_received']:,} records")
+    for asset, row in _invalid_reasons(result):
+        print(
+            f"  {asset}: {row['count']:,} rows rejected as invalid, {row['reason']}: the demo's deliberate bad "
+            "values (survey answers that are not numbers). They stay rejected, and every run tries them again, "
+            "until the warehouse holds numbers."
+        )
     print("\nSee it in the UI: make dev  (then open http://127.0.0.1:3000)")
     return 0 if result.success else 1
+
+
+def _invalid_reasons(result: dg.ExecuteInProcessResult) -> list[tuple[str, dict[str, Any]]]:
+    """(asset, reason row) for each group of invalid rejects the run's materializations report."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        table = mat.metadata.get("reject_reasons") if mat is not None else None
+        if mat is None or not isinstance(table, dg.TableMetadataValue):
+            continue
+        found += [
+            (mat.asset_key.to_user_string(), dict(r.data))
+            for r in table.records
+            if r.data["kind"] == "invalid"
+        ]
+    return found
 
 
 def run_dev(port: int = 8765) -> int:

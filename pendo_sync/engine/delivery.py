@@ -44,6 +44,7 @@ class Record:
     encoded: bytes
     op: str = "upsert"  # "upsert" or "clear"
     new: bool = False  # the change set found no ledger row for this id: confirming it needs no delete
+    fields: str = ""  # with a change log: a fingerprint of each mapped value (which fields changed)
 
 
 class Batch:
@@ -91,7 +92,7 @@ class BatchResult:
             # A deleted id Pendo does not have needs no clearing: done, it leaves the ledger all the same.
             self.confirmed.append(record)
         else:
-            self.rejects.append(Reject(record.record_id, record.row_hash, kind, reason))
+            self.rejects.append(Reject(record.record_id, record.row_hash, kind, reason, record.op))
 
 
 @dataclass

@@ -43,6 +43,7 @@ class RunOptions:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     dry_run: bool = False
     progress: Callable[[Progress], None] | None = None
+    progress_every_seconds: float | None = None  # the delivery settings' cadence where None
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
     source = describe_source(warehouse, spec)
     problems = warehouse_problems(spec, source)
     if problems:
-        raise PreflightError(problems)
+        raise PreflightError(problems, source)
     state.ensure_schema()
     previous = state.versions.current_cursor(spec.name)
     key_type = (source.columns or {}).get(spec.replication_key or "")

@@ -11,12 +11,34 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pendo_sync.config import SyncSpec
+from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.errors import EXIT_PROBLEMS, PendoSyncError
+from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.engines import backend_of
 from pendo_sync.warehouse.errors import database_failure, lost_connection
 from pendo_sync.warehouse.slices import probe_columns
+
+# Database types a Pendo type can take without loss; "string" and "" take anything.
+_ACCEPTS = {
+    "integer": ("int", "integer", "bigint", "smallint", "numeric", "decimal", "hugeint", "tinyint"),
+    "float": (
+        "int",
+        "integer",
+        "bigint",
+        "smallint",
+        "numeric",
+        "decimal",
+        "double",
+        "real",
+        "float",
+        "hugeint",
+    ),
+    "boolean": ("bool", "boolean"),
+    "time": ("timestamp", "date", "time"),
+    "list": ("array", "[]", "json", "super", "list", "char", "text"),
+}
+
 
 # Pendo field types that accept a mapping's type (a "float" field takes integers too; "" takes anything).
 _COMPATIBLE = {("float", "integer"), ("integer", "float")}
@@ -27,8 +49,9 @@ class PreflightError(PendoSyncError):
 
     exit_code = EXIT_PROBLEMS
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], source: Source | None = None) -> None:
         self.problems = problems
+        self.source = source  # the source as described, where the warehouse answered
         super().__init__("\n".join(problems))
 
     def lines(self) -> list[str]:
@@ -123,11 +146,16 @@ def warehouse_problems(spec: SyncSpec, source: Source) -> list[str]:
     return problems
 
 
-def pendo_problems(spec: SyncSpec, schema: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-    """Compare the mappings with Pendo's field schema for the sync's kind and group."""
+def pendo_problems(
+    spec: SyncSpec, schema: dict[str, dict[str, dict[str, Any]]], columns: dict[str, str] | None = None
+) -> list[str]:
+    """Compare the mappings with Pendo's field schema for the sync's kind and group (with `columns`, only
+    those whose column is there: a missing column is the problem to fix first)."""
     fields = schema.get(spec.group) or {}
     problems = []
     for mapping in spec.fields:
+        if columns is not None and mapping.column not in columns:
+            continue
         place = f"sync {spec.name!r}, column {mapping.column!r}"
         found = fields.get(mapping.field)
         if found is None or found.get("isDeleted"):
@@ -143,3 +171,49 @@ def pendo_problems(spec: SyncSpec, schema: dict[str, dict[str, dict[str, Any]]])
                 f"{mapping.type!r}; set type: {pendo_type} in the config or change the field in Pendo"
             )
     return problems
+
+
+def type_warnings(spec: SyncSpec, columns: dict[str, str]) -> list[str]:
+    """Mapped columns that are gone, or whose database type does not fit the field's Pendo type: a value
+    that does not fit rejects its row (invalid), one row at a time, so these are warnings, not stops."""
+    return [warning for _, warning in _misfits(spec, columns)]
+
+
+def type_warnings_seen(spec: SyncSpec, columns: dict[str, str], state: StateStore) -> list[str]:
+    """type_warnings, each with the values the runs rejected for it (the demo's 'n/a' NPS answers): what
+    `pendo-sync check` and the mapped_columns_present check both say."""
+    state.ensure_schema()
+    invalid = [r for r in state.rejects.reasons(spec.name, limit=50) if r["kind"] == "invalid"]
+    out = []
+    for mapping, warning in _misfits(spec, columns):
+        seen = [r for r in invalid if r["reason"].startswith(f"column {mapping.column!r} ")]
+        if seen:
+            rows = sum(r["count"] for r in seen)
+            warning += f" (outstanding: {rows:,} rows, such as {seen[0]['reason'].split(': ', 1)[-1]})"
+        out.append(warning)
+    return out
+
+
+def _misfits(spec: SyncSpec, columns: dict[str, str]) -> list[tuple[FieldMapping, str]]:
+    out = []
+    for mapping in spec.fields:
+        db_type = columns.get(mapping.column)
+        if db_type is None:
+            out.append(
+                (
+                    mapping,
+                    f"sync {spec.name!r}: mapped column {mapping.column!r} is no longer in {spec.source_label}",
+                )
+            )
+            continue
+        accepted = _ACCEPTS.get(mapping.type)
+        if accepted and db_type and not any(word in db_type.lower() for word in accepted):
+            out.append(
+                (
+                    mapping,
+                    f"sync {spec.name!r}: column {mapping.column!r} is {db_type}, which does not fit Pendo type "
+                    f"{mapping.type!r} of field {mapping.field!r}: each row whose value does not fit is rejected "
+                    "as invalid; change the mapping or the column",
+                )
+            )
+    return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.delivery import Batch, Record
-from pendo_sync.pendo.types import CoercionError, cleared_values, coercer_for
+from pendo_sync.pendo.types import CoercionError, Wire, cleared_values, coercer_for
 
 # The ledger's record_id column (state/tables.py).
 MAX_ID_LENGTH = 512
@@ -30,14 +31,22 @@ def _dumps(value: Any) -> bytes:
 _ALREADY_PENDO: dict[str, type] = {"string": str, "integer": int, "boolean": bool}
 
 
+def fingerprints(values: Any) -> str:
+    """A short fingerprint of each value, comma-joined: the change log compares them to name the fields
+    that changed (crc32 of the value's repr: stable across processes, unlike hash())."""
+    return ",".join(format(zlib.crc32(repr(v).encode()), "08x") for v in values)
+
+
 class RecordEncoder:
     """Coerces one row's values to its fields' Pendo types and encodes the record Pendo expects."""
 
-    def __init__(self, spec: SyncSpec) -> None:
+    def __init__(self, spec: SyncSpec, fingerprint: bool = False) -> None:
         self.spec = spec
+        self.fingerprint = fingerprint
         self.id_key = spec.id_key
+        self.wire = Wire(spec.time_format, spec.clear_with)
         self._fields = [
-            (m.column, m.field, coercer_for(m.type, m.element_type), _ALREADY_PENDO.get(m.type))
+            (m.column, m.field, coercer_for(m.type, m.element_type, self.wire), _ALREADY_PENDO.get(m.type))
             for m in spec.fields
         ]
 
@@ -62,11 +71,19 @@ class RecordEncoder:
                 payload[field] = coerce(value)
             except CoercionError as exc:
                 raise CoercionError(f"column {column!r} -> field {field!r}: {exc}") from None
-        return Record(record_id, row_hash, _dumps({self.id_key: record_id, "values": payload}), new=new)
+        encoded = _dumps({self.id_key: record_id, "values": payload})
+        if self.fingerprint:
+            return Record(record_id, row_hash, encoded, new=new, fields=fingerprints(payload.values()))
+        return Record(record_id, row_hash, encoded, new=new)
+
+    def coerce(self, field: str, value: Any) -> Any:
+        """One field's value as a record carries it (pendo-sync verify compares it with Pendo's)."""
+        _, _, coerce, already = next(f for f in self._fields if f[1] == field)
+        return value if value.__class__ is already else coerce(value)
 
     def clear(self, record_id: str) -> Record:
         """The record that clears every mapped field of a deleted id (on_delete: clear)."""
-        values = cleared_values([m.field for m in self.spec.fields])
+        values = cleared_values([m.field for m in self.spec.fields], self.wire)
         return Record(record_id, "", _dumps({self.id_key: record_id, "values": values}), op="clear")
 
 

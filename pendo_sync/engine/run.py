@@ -13,6 +13,7 @@ and the version closed with the run's status and cursor.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from pendo_sync.errors import PendoSyncError
 from pendo_sync.outcome import Reject, RunCounts, final_status
 from pendo_sync.pendo.client import PendoClient, PendoError
 from pendo_sync.state.store import StateStore
+from pendo_sync.state.tables import utcnow
 from pendo_sync.warehouse.errors import database_failure
 
 log = logging.getLogger("pendo_sync")
@@ -93,9 +95,15 @@ async def _run(
         except PendoError as exc:
             raise type(exc)(f"sync {spec.name!r}: {exc}") from None
         try:
-            planned = source or plan(spec, warehouse, state, options)  # the warehouse's half of the preflight
-            problems = pendo_problems(spec, schema)
-            if problems:
+            problems: list[str] = []
+            try:  # the warehouse's half of the preflight
+                planned = source or plan(spec, warehouse, state, options)
+                columns = planned.source.columns
+            except PreflightError as exc:
+                problems += exc.problems
+                columns = exc.source.columns if exc.source else None
+            problems += pendo_problems(spec, schema, columns)
+            if problems:  # every problem of the sync in one round: the warehouse's and Pendo's
                 raise PreflightError(problems)
             if options.dry_run:
                 changes = _changes(spec, warehouse, state, planned)
@@ -137,6 +145,7 @@ async def _locked_run(
         settings,
         planned.window.mode == "full",
         options.progress,
+        options.progress_every_seconds,
     )
     try:
         await runner.run(client)
@@ -152,6 +161,8 @@ async def _locked_run(
     }.get(status, "")
     state.versions.finish(spec.name, version, status, cursor, runner.counts, note)
     state.ledger.analyze(runner.counts.confirmed + runner.counts.cleared)
+    if spec.change_log_retention_days is not None:
+        state.ledger.prune_change_log(spec.name, utcnow() - dt.timedelta(days=spec.change_log_retention_days))
     return SyncOutcome(
         spec.name, version, planned.mode, status, planned.describe(), runner.counts, time.monotonic() - started,
         cursor, runner.reject_sample, note, planned.source.columns or {},

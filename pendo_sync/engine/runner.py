@@ -29,6 +29,7 @@ from pendo_sync.engine.records import Batcher, RecordEncoder
 from pendo_sync.outcome import Reject, RunCounts
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.pendo.types import CoercionError
+from pendo_sync.state.ledger import BatchOutcome
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.errors import database_failure
 
@@ -75,11 +76,14 @@ class Runner:
         settings: DeliverySettings,
         with_deletes: bool,
         progress: Callable[[Progress], None] | None = None,
+        progress_every_seconds: float | None = None,
     ) -> None:
         self.spec, self.changes, self.state, self.version = spec, changes, state, version
         self.run_id, self.settings, self.with_deletes = run_id, settings, with_deletes
         self.progress = progress
-        self.encoder = RecordEncoder(spec)
+        self.progress_every = progress_every_seconds or settings.progress_every_seconds
+        self.log = spec.change_log_retention_days is not None  # the change log: opt-in, per sync
+        self.encoder = RecordEncoder(spec, fingerprint=self.log)
         self.counts = RunCounts()
         self.reject_sample: dict[str, list[Reject]] = {}
         self.stopped_early = False
@@ -200,11 +204,11 @@ class Runner:
                     self.counts.rows_read += rows
                     self.counts.retried += retried
                     if rejects:
-                        await self._record(rejects=rejects)
+                        await self._record(BatchOutcome(rejects=rejects, log=self.log))
                 elif kind in ("forget", "settled"):
                     if kind == "forget":
                         self.counts.deleted += len(item)
-                    await self._record(forgotten=item)
+                    await self._record(BatchOutcome(forgotten=item))
                 elif kind == "batch":
                     if self._budget_spent():
                         self.stopped_early = True
@@ -249,23 +253,27 @@ class Runner:
             await self.delivery.limit.release()
 
     async def _record_result(self, result: BatchResult) -> None:
-        confirmed = [(r.record_id, r.row_hash) for r in result.confirmed if r.op == "upsert"]
+        upserts = [r for r in result.confirmed if r.op == "upsert"]
         cleared = [r.record_id for r in result.confirmed if r.op == "clear"]
         self.counts.sent += result.sent
         self.counts.updated += result.updated
-        self.counts.confirmed += len(confirmed)
+        self.counts.confirmed += len(upserts)
         self.counts.cleared += len(cleared)
-        new_ids = {r.record_id for r in result.confirmed if r.new}
-        await self._record(confirmed=confirmed, rejects=result.rejects, forgotten=cleared, new_ids=new_ids)
+        await self._record(
+            BatchOutcome(
+                confirmed=[(r.record_id, r.row_hash) for r in upserts],
+                rejects=result.rejects,
+                forgotten=cleared,
+                new_ids={r.record_id for r in result.confirmed if r.new},
+                cleared=cleared,
+                field_hashes=[r.fields for r in upserts] if self.log else (),
+                fields=[m.field for m in self.spec.fields],
+                log=self.log,
+            )
+        )
 
-    async def _record(
-        self,
-        confirmed: list[tuple[str, str]] | None = None,
-        rejects: list[Reject] | None = None,
-        forgotten: list[str] | None = None,
-        new_ids: set[str] | None = None,
-    ) -> None:
-        for reject in rejects or []:
+    async def _record(self, batch: BatchOutcome) -> None:
+        for reject in batch.rejects:
             self.counts.add_reject(reject.kind)
             sample = self.reject_sample.setdefault(reject.kind, [])
             if len(sample) < SAMPLE_PER_KIND:
@@ -274,16 +282,7 @@ class Runner:
 
         def write() -> None:
             try:
-                self.state.record_batch(
-                    self.spec.name,
-                    self.version,
-                    self.run_id,
-                    confirmed or [],
-                    rejects or [],
-                    forgotten or [],
-                    counts,
-                    new_ids or set(),
-                )
+                self.state.record_batch(self.spec.name, self.version, self.run_id, counts=counts, batch=batch)
             except sa.exc.DBAPIError as exc:
                 raise database_failure(
                     exc, self.spec.name, "writing a batch's outcome to the state", False
@@ -293,7 +292,7 @@ class Runner:
 
     async def _report_progress(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.progress_every_seconds)
+            await asyncio.sleep(self.progress_every)
             self._emit_progress()
 
     def _emit_progress(self) -> None:

@@ -162,25 +162,41 @@ class PendoClient:
     async def existing_ids(
         self, kind: str, id_length: int | None = None, page_size: int = 5000
     ) -> AsyncIterator[list[str]]:
-        """Ids that exist in Pendo, page by page, sorted; paging filters on `id > last` as Pendo advises."""
+        """Ids that exist in Pendo, page by page, sorted (optionally only ids of one length)."""
+        id_key = "visitorId" if kind == "visitor" else "accountId"
+        where = [f"len({id_key}) == {int(id_length)}"] if id_length else []
+        async for rows in self._pages(kind, {id_key: id_key}, where, page_size):
+            yield [str(r[id_key]) for r in rows]
+
+    async def field_values(
+        self, kind: str, group: str, fields: list[str], page_size: int = 1000
+    ) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+        """(id, {field: value}) of every record of a kind, the fields of one group selected, page by page."""
+        id_key = "visitorId" if kind == "visitor" else "accountId"
+        select = {id_key: id_key, **{f: f"metadata.{group}.{f}" for f in fields}}
+        async for rows in self._pages(kind, select, [], page_size):
+            yield [(str(r[id_key]), {f: r.get(f) for f in fields if r.get(f) is not None}) for r in rows]
+
+    async def _pages(
+        self, kind: str, select: dict[str, str], where: list[str], page_size: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """An aggregation over a kind's records, sorted by id and paged on `id > last` as Pendo advises."""
         id_key = "visitorId" if kind == "visitor" else "accountId"
         last: str | None = None
         while True:
-            clauses = [f"len({id_key}) == {int(id_length)}"] if id_length else []
-            if last is not None:
-                clauses.append(f"{id_key} > {json.dumps(last)}")
+            clauses = where + ([f"{id_key} > {json.dumps(last)}"] if last is not None else [])
             pipeline: list[dict[str, Any]] = [{"source": {f"{kind}s": None}}]
             if clauses:
                 pipeline.append({"filter": " && ".join(clauses)})
-            pipeline += [{"select": {id_key: id_key}}, {"sort": [id_key]}, {"limit": page_size}]
+            pipeline += [{"select": select}, {"sort": [id_key]}, {"limit": page_size}]
             body = {"response": {"mimeType": "application/json"}, "request": {"pipeline": pipeline}}
             response = await self._read("POST", "/api/v1/aggregation", "the aggregation API", json=body)
-            ids = [str(r[id_key]) for r in response.json().get("results", [])]
-            if ids:
-                yield ids
-            if len(ids) < page_size:
+            rows: list[dict[str, Any]] = response.json().get("results", [])
+            if rows:
+                yield rows
+            if len(rows) < page_size:
                 return
-            last = ids[-1]
+            last = str(rows[-1][id_key])
 
 
 def read_field_schemas(

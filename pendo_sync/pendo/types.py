@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -17,8 +18,24 @@ PENDO_TYPES = ("string", "boolean", "integer", "float", "time", "list")
 # Names users reach for (Pendo's UI says "text", "number", "date") and what Pendo calls them.
 TYPE_ALIASES = {"text": "string", "number": "float", "date": "time", "datetime": "time", "bool": "boolean"}
 
-# How a field is cleared in Pendo is not confirmed (PENDO_API.md); this is the one place that decides it.
-CLEAR_VALUE: Any = None
+# Two parts of Pendo's contract are not confirmed (PENDO_API.md): how a field is cleared, and which form a
+# custom date field takes. Each is a setting of the sync (clear_with, time_format), decided here alone.
+CLEAR_FORMS: dict[str, Any] = {"null": None, "empty_string": ""}
+TIME_FORMATS = ("epoch_ms", "iso8601")
+CLEAR_VALUE: Any = CLEAR_FORMS["null"]  # the default: the browser agent and the mobile SDK clear with null
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How values are written to Pendo where its contract leaves a choice (README: Configuration)."""
+
+    time_format: str = "epoch_ms"  # or "iso8601": 2026-01-02T15:04:05.999+00:00
+    clear_with: str = "null"  # or "empty_string"
+
+    @property
+    def clear_value(self) -> Any:
+        return CLEAR_FORMS[self.clear_with]
+
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -36,9 +53,9 @@ def canonical_type(name: str) -> str | None:
     return lowered if lowered in PENDO_TYPES else None
 
 
-def cleared_values(fields: list[str]) -> dict[str, Any]:
+def cleared_values(fields: list[str], wire: Wire = Wire()) -> dict[str, Any]:
     """The values that clear these fields in Pendo (on_delete: clear)."""
-    return dict.fromkeys(fields, CLEAR_VALUE)
+    return dict.fromkeys(fields, wire.clear_value)
 
 
 def _to_string(value: Any) -> str:
@@ -114,6 +131,13 @@ def _to_time(value: Any) -> int:
     raise CoercionError(f"{_show(value)} is not a date-time (use a timestamp, a date or ISO 8601 text)")
 
 
+def _to_iso_time(value: Any) -> str:
+    """ISO 8601 with milliseconds and the UTC offset, as Pendo's Data Mappings pages show dates."""
+    millis = _to_time(value)
+    moment = _EPOCH + dt.timedelta(milliseconds=millis)
+    return moment.isoformat(timespec="milliseconds")
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -128,18 +152,20 @@ _SCALAR: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def coercer_for(pendo_type: str, element_type: str = "") -> Callable[[Any], Any]:
+def coercer_for(pendo_type: str, element_type: str = "", wire: Wire = Wire()) -> Callable[[Any], Any]:
     """A function that turns one warehouse value into the Pendo value for this type, or raises CoercionError.
 
-    Built once per mapped column so the hot path does no type dispatch per value. None passes through
-    as CLEAR_VALUE: an empty warehouse cell empties the Pendo field.
+    Built once per mapped column so the hot path does no type dispatch per value. None becomes the wire's
+    clear value: an empty warehouse cell empties the Pendo field.
     """
+    scalars = {**_SCALAR, "time": _to_iso_time} if wire.time_format == "iso8601" else _SCALAR
+    clear = wire.clear_value
     if pendo_type == "list":
-        element = _SCALAR.get(element_type) if element_type else None
+        element = scalars.get(element_type) if element_type else None
 
         def to_list(value: Any) -> Any:
             if value is None:
-                return CLEAR_VALUE
+                return clear
             items = value
             if isinstance(value, str):
                 try:
@@ -155,9 +181,9 @@ def coercer_for(pendo_type: str, element_type: str = "") -> Callable[[Any], Any]
         return to_list
     if pendo_type == "":
         return lambda value: value
-    scalar = _SCALAR[pendo_type]
+    scalar = scalars[pendo_type]
 
     def coerce(value: Any) -> Any:
-        return CLEAR_VALUE if value is None else scalar(value)
+        return clear if value is None else scalar(value)
 
     return coerce

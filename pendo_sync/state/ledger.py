@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -22,6 +24,28 @@ ID_CHUNK = 5000
 ANALYZE_AFTER_ROWS = 10_000
 
 
+@dataclass
+class BatchOutcome:
+    """What one batch did, as the state store records it."""
+
+    confirmed: Sequence[tuple[str, str]] = ()  # (id, hash) of each upsert Pendo confirmed
+    rejects: Sequence[Reject] = ()
+    forgotten: Sequence[str] = ()  # ids that leave the ledger: cleared, deleted, or no longer owed
+    new_ids: set[str] | frozenset[str] = frozenset()
+    cleared: Sequence[str] = ()  # of the forgotten, those whose fields Pendo confirmed cleared (the log)
+    field_hashes: Sequence[str] = ()  # with the change log: each confirmed row's field fingerprints
+    fields: Sequence[str] = ()  # the mapped fields, in fingerprint order
+    log: bool = False  # write the change log
+
+
+def changed_fields(fields: Sequence[str], before: str, after: str) -> str:
+    """The fields whose fingerprints differ, comma-joined (all of them where the old ones are unknown)."""
+    old, new = before.split(","), after.split(",")
+    if len(old) != len(new):
+        return "*"
+    return ",".join(name for name, a, b in zip(fields, old, new, strict=True) if a != b)
+
+
 class Ledger:
     """Reads and writes the ledger, rejects and pendo_ids tables of one state schema."""
 
@@ -36,43 +60,141 @@ class Ledger:
         sync_name: str,
         version: int,
         run_id: str,
-        confirmed: Sequence[tuple[str, str]],
-        rejects: Sequence[Reject],
-        forgotten: Sequence[str],
-        new_ids: set[str],
+        batch: BatchOutcome,
         now: dt.datetime,
     ) -> None:
-        """Confirmed (id, hash) pairs replace the ids' ledger rows and clear their rejects; rejects replace
-        the ids' outstanding rejects; forgotten ids leave both. Ids in `new_ids` were absent from the
-        ledger when the change set was read: confirming them needs no delete (a first sync issues none)."""
+        """Confirmed rows replace the ids' ledger rows and clear their rejects; rejects replace the ids'
+        outstanding rejects (keeping when they were first met and counting the runs); forgotten ids leave
+        both. Ids in `batch.new_ids` were absent from the ledger when the change set was read: confirming
+        them needs no delete (a first sync issues none). With `batch.log`, each row's change goes to the
+        change log."""
+        t = self.tables
+        confirmed = batch.confirmed
+        replaced = [rid for rid, _ in confirmed if rid not in batch.new_ids]
+        history = self._reject_history(conn, sync_name, [r.record_id for r in batch.rejects])
+        previous = self._field_hashes(conn, sync_name, replaced) if batch.log else {}
         self._delete_ids(
             conn,
             sync_name,
-            [rid for rid, _ in confirmed if rid not in new_ids] + list(forgotten),
-            [r.record_id for r in rejects] + [rid for rid, _ in confirmed if rid in new_ids],
+            replaced + list(batch.forgotten),
+            [r.record_id for r in batch.rejects] + [rid for rid, _ in confirmed if rid in batch.new_ids],
         )
-        t = self.tables
         if confirmed:
-            insert_columns(
-                conn,
-                t.ledger,
-                t.quoted(conn, t.ledger),
-                {"record_id": [rid for rid, _ in confirmed], "row_hash": [h for _, h in confirmed]},
-                {"sync_name": sync_name, "version": version, "confirmed_at": now},
-            )
-        if rejects:
+            columns: dict[str, Sequence[Any]] = {
+                "record_id": [rid for rid, _ in confirmed],
+                "row_hash": [h for _, h in confirmed],
+            }
+            if batch.log:
+                columns["field_hashes"] = batch.field_hashes
+            constants = {"sync_name": sync_name, "version": version, "confirmed_at": now}
+            insert_columns(conn, t.ledger, t.quoted(conn, t.ledger), columns, constants)
+        if batch.rejects:
+            firsts = [history.get(r.record_id, (now, 0)) for r in batch.rejects]
             insert_columns(
                 conn,
                 t.rejects,
                 t.quoted(conn, t.rejects),
                 {
-                    "record_id": [r.record_id for r in rejects],
-                    "row_hash": [r.row_hash for r in rejects],
-                    "kind": [r.kind for r in rejects],
-                    "reason": [r.reason[:1024] for r in rejects],
+                    "record_id": [r.record_id for r in batch.rejects],
+                    "row_hash": [r.row_hash for r in batch.rejects],
+                    "kind": [r.kind for r in batch.rejects],
+                    "reason": [r.reason[:1024] for r in batch.rejects],
+                    "first_rejected_at": [first for first, _ in firsts],
+                    "attempts": [attempts + 1 for _, attempts in firsts],
                 },
                 {"sync_name": sync_name, "run_id": run_id, "version": version, "rejected_at": now},
             )
+        if batch.log:
+            self._log(conn, sync_name, version, run_id, batch, previous, now)
+
+    def _reject_history(
+        self, conn: Connection, sync_name: str, ids: list[str]
+    ) -> dict[str, tuple[dt.datetime, int]]:
+        """id -> (first rejected, runs that rejected it) for those of the ids already rejected."""
+        rejects = self.tables.rejects
+        if not ids or not _has_rows(conn, rejects, sync_name):
+            return {}
+        out: dict[str, tuple[dt.datetime, int]] = {}
+        for chunk in chunks(ids, ID_CHUNK):
+            rows = conn.execute(
+                sa.select(
+                    rejects.c.record_id,
+                    rejects.c.first_rejected_at,
+                    rejects.c.rejected_at,
+                    rejects.c.attempts,
+                ).where(rejects.c.sync_name == sync_name, rejects.c.record_id.in_(chunk))
+            )
+            out.update(
+                {r.record_id: (r.first_rejected_at or r.rejected_at, int(r.attempts or 1)) for r in rows}
+            )
+        return out
+
+    def _field_hashes(self, conn: Connection, sync_name: str, ids: list[str]) -> dict[str, str]:
+        ledger = self.tables.ledger
+        out: dict[str, str] = {}
+        for chunk in chunks(ids, ID_CHUNK):
+            rows = conn.execute(
+                sa.select(ledger.c.record_id, ledger.c.field_hashes).where(
+                    ledger.c.sync_name == sync_name, ledger.c.record_id.in_(chunk)
+                )
+            )
+            out.update({r.record_id: r.field_hashes or "" for r in rows})
+        return out
+
+    def _log(
+        self,
+        conn: Connection,
+        sync_name: str,
+        version: int,
+        run_id: str,
+        batch: BatchOutcome,
+        previous: dict[str, str],
+        now: dt.datetime,
+    ) -> None:
+        """One change-log row per row of the batch: confirmed upserts with the fields that changed, clears,
+        and rejects with their reason."""
+        ids: list[str] = []
+        operations: list[str] = []
+        outcomes: list[str] = []
+        reasons: list[str | None] = []
+        changed: list[str | None] = []
+        for (record_id, _), fingerprints in zip(batch.confirmed, batch.field_hashes, strict=True):
+            ids.append(record_id)
+            operations.append("upsert")
+            outcomes.append("confirmed")
+            reasons.append(None)
+            before = previous.get(record_id)
+            changed.append("*" if before is None else changed_fields(batch.fields, before, fingerprints))
+        for record_id in batch.cleared:
+            ids.append(record_id)
+            operations.append("clear")
+            outcomes.append("confirmed")
+            reasons.append(None)
+            changed.append("*")
+        for reject in batch.rejects:
+            ids.append(reject.record_id)
+            operations.append(reject.op)
+            outcomes.append(reject.kind)
+            reasons.append(reject.reason[:1024])
+            changed.append(None)
+        log = self.tables.change_log
+        columns: dict[str, Sequence[Any]] = {
+            "record_id": ids,
+            "operation": operations,
+            "outcome": outcomes,
+            "reason": reasons,
+            "changed_fields": changed,
+        }
+        constants = {"sync_name": sync_name, "run_id": run_id, "version": version, "logged_at": now}
+        insert_columns(conn, log, self.tables.quoted(conn, log), columns, constants)
+
+    def prune_change_log(self, sync_name: str, older_than: dt.datetime) -> int:
+        log = self.tables.change_log
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.delete(log).where(log.c.sync_name == sync_name, log.c.logged_at < older_than)
+            )
+        return int(done.rowcount or 0)
 
     def _delete_ids(
         self, conn: Connection, sync_name: str, ledger_ids: list[str], reject_ids: list[str]
@@ -114,6 +236,18 @@ class Ledger:
                 )
                 out.update({r.record_id: r.row_hash for r in rows})
         return out
+
+    def sample_ids(self, sync_name: str, size: int) -> list[str]:
+        """`size` confirmed ids picked at random (pendo-sync verify)."""
+        ledger = self.tables.ledger
+        stmt = (
+            sa.select(ledger.c.record_id)
+            .where(ledger.c.sync_name == sync_name)
+            .order_by(sa.func.random())
+            .limit(size)
+        )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(stmt)]
 
     def ids(self, sync_name: str, chunk_rows: int) -> Iterator[list[str]]:
         """Every id in the ledger for a sync, in chunks (for the streaming delete check)."""

@@ -63,9 +63,28 @@ def _one_ledger_row_per_id(conn: Connection, tables: StateTables) -> None:
         _create_indexes(conn, tables)
 
 
+def _reject_history_and_change_log(conn: Connection, tables: StateTables) -> None:
+    """Rejects say when they were first met and how many runs met them; the ledger keeps field fingerprints
+    for the change log (its table is created with the others)."""
+    added = {
+        "rejects": ("first_rejected_at TIMESTAMP", "attempts INTEGER"),
+        "ledger": ("field_hashes VARCHAR(1024)",),
+    }
+    for name, columns in added.items():
+        present = _columns(conn, tables, name)
+        for column in columns:
+            if column.split()[0] not in present:
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {tables.quoted(conn, tables.metadata.tables[f'{tables.schema}.{name}'])} ADD COLUMN {column}"
+                    )
+                )
+
+
 MIGRATIONS = (
     Migration(2, "a column for every run figure", _add_figures),
     Migration(3, "one ledger row per (sync, id)", _one_ledger_row_per_id),
+    Migration(4, "reject history, field fingerprints and the change log", _reject_history_and_change_log),
 )
 LATEST = MIGRATIONS[-1].version
 

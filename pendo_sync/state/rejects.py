@@ -87,6 +87,34 @@ class Rejects:
         with self.engine.connect() as conn:
             return Counter({kind: int(n) for kind, n in conn.execute(stmt)})
 
+    def reasons(self, sync_name: str, run_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The outstanding rejects grouped by kind and reason, the most common first, with two example ids
+        (of one run's rejects, with `run_id`)."""
+        r = self.table
+        stmt = (
+            sa.select(
+                r.c.kind,
+                r.c.reason,
+                sa.func.count().label("count"),
+                sa.func.min(r.c.record_id).label("first_id"),
+                sa.func.max(r.c.record_id).label("last_id"),
+            )
+            .where(r.c.sync_name == sync_name, *([r.c.run_id == run_id] if run_id else []))
+            .group_by(r.c.kind, r.c.reason)
+            .order_by(sa.func.count().desc(), r.c.kind, r.c.reason)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "kind": row.kind,
+                    "reason": row.reason,
+                    "count": int(row[2]),
+                    "examples": sorted({row.first_id, row.last_id}),
+                }
+                for row in conn.execute(stmt)
+            ]
+
     def of_run(self, sync_name: str, run_id: str, chunk_rows: int = 10_000) -> Iterator[list[dict[str, Any]]]:
         """The rejects a run recorded that are still outstanding, chunk by chunk (a run may reject a table)."""
         r = self.table

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from sqlalchemy.engine import Engine
 
 from pendo_sync.outcome import Reject, RunCounts
-from pendo_sync.state.ledger import Ledger
+from pendo_sync.state.ledger import BatchOutcome, Ledger
 from pendo_sync.state.lock import Locks
 from pendo_sync.state.rejects import Rejects
 from pendo_sync.state.tables import StateTables, ensure_schema, utcnow
@@ -54,15 +54,15 @@ class StateStore:
         forgotten: Sequence[str] = (),
         counts: RunCounts | None = None,
         new_ids: set[str] | frozenset[str] = frozenset(),
+        batch: BatchOutcome | None = None,
     ) -> None:
-        """One batch's outcome in one transaction: confirmed rows, rejects, forgotten ids, the run's figures
-        so far and the lock's heartbeat. A crash loses at most the batches not yet written; nothing
-        unconfirmed is ever recorded as confirmed (invariant 1)."""
+        """One batch's outcome in one transaction: confirmed rows, rejects, forgotten ids (or all of them as
+        `batch`, with the change log), the run's figures so far and the lock's heartbeat. A crash loses at
+        most the batches not yet written; nothing unconfirmed is ever recorded as confirmed (invariant 1)."""
+        batch = batch or BatchOutcome(confirmed, rejects, forgotten, new_ids)
         now = utcnow()
         with self.engine.begin() as conn:
-            self.ledger.write(
-                conn, sync_name, version, run_id, confirmed, rejects, forgotten, set(new_ids), now
-            )
+            self.ledger.write(conn, sync_name, version, run_id, batch, now)
             self.locks.heartbeat(conn, sync_name, run_id, now)
             if counts is not None:
                 self.versions.update_counts(conn, sync_name, version, counts)

@@ -7,6 +7,7 @@
 | `versions`    | sync, version: one run (or revert, or import): mode, status, cursor, figures, times |
 | `locks`       | sync: the run writing it, its host:pid and heartbeat                |
 | `pendo_ids`   | sync, id: the ids Pendo has (existing_ids_only syncs)                |
+| `change_log`  | sync, run, id: what the run did with the row (opt-in, pruned by retention) |
 | `schema_info` | the schema: its version, so `ensure_schema` knows which migrations to apply |
 
 Every statement is Redshift-safe: no ON CONFLICT, upserts are delete-then-insert in one transaction.
@@ -46,6 +47,8 @@ class StateTables:
             sa.Column("row_hash", sa.String(32), nullable=False),
             sa.Column("version", sa.Integer, nullable=False),
             sa.Column("confirmed_at", sa.DateTime, nullable=False),
+            # A fingerprint of each mapped value, where the sync keeps a change log: which fields changed.
+            sa.Column("field_hashes", sa.String(1024)),
         )
         self.rejects = sa.Table(
             "rejects",
@@ -57,7 +60,9 @@ class StateTables:
             sa.Column("reason", sa.String(1024), nullable=False),
             sa.Column("run_id", sa.String(64), nullable=False),
             sa.Column("version", sa.Integer, nullable=False),
-            sa.Column("rejected_at", sa.DateTime, nullable=False),
+            sa.Column("rejected_at", sa.DateTime, nullable=False),  # the latest run that rejected it
+            sa.Column("first_rejected_at", sa.DateTime),  # the first, of this run of rejections
+            sa.Column("attempts", sa.Integer),  # runs that rejected it, the latest included
         )
         self.versions = sa.Table(
             "versions",
@@ -90,6 +95,20 @@ class StateTables:
             md,
             sa.Column("sync_name", sa.String(128), nullable=False),
             sa.Column("record_id", sa.String(512), nullable=False),
+        )
+        # What each run did per row, for syncs that ask for it (change_log: {retention_days: N}).
+        self.change_log = sa.Table(
+            "change_log",
+            md,
+            sa.Column("sync_name", sa.String(128), nullable=False),
+            sa.Column("run_id", sa.String(64), nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("record_id", sa.String(512), nullable=False),
+            sa.Column("operation", sa.String(16), nullable=False),  # upsert | clear
+            sa.Column("outcome", sa.String(16), nullable=False),  # confirmed, or the reject's kind
+            sa.Column("reason", sa.String(1024)),
+            sa.Column("changed_fields", sa.String(2048)),  # mapped fields whose value changed; * for a new id
+            sa.Column("logged_at", sa.DateTime, nullable=False),
         )
         self.schema_info = sa.Table(
             "schema_info",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +14,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from pendo_sync.errors import UsageError
+from pendo_sync.warehouse.errors import WarehouseError
+
+log = logging.getLogger("pendo_sync")
 
 # DuckDB's buffer pool for the embedded warehouse. 64 MB against 128 MB: a full sync's peak RSS 362 against
 # 430 MiB at 1,000,000 rows, the whole-table diff 3.0 against 2.6 s (its ledger join spills to disk).
 DUCKDB_MEMORY_LIMIT = "64MB"
+# DuckDB lets one process at a time open a database file; a second gets "Could not set lock on file". Under
+# Dagster a run's steps, other runs and the daemon's sensor ticks are processes of their own on the same
+# file: each waits its turn, up to this long, then fails naming the process that holds the file.
+DUCKDB_LOCK_WAIT_SECONDS = 600.0
+_DUCKDB_HOLDER = re.compile(r"\(PID (\d+)\)")
 
 
 class WarehouseUrlError(UsageError):
@@ -60,11 +71,44 @@ def make_engine(url: str, password: str | None = None) -> Engine:
         if "threads" in parsed.query:
             config["threads"] = parsed.query["threads"]
         parsed = parsed.difference_update_query(["memory_limit", "threads"])
-        return sa.create_engine(parsed, poolclass=sa.pool.NullPool, connect_args={"config": config})
+        engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool, connect_args={"config": config})
+        sa.event.listen(engine, "do_connect", _duckdb_connect_in_turn)
+        return engine
     settings = connection_settings(parsed)
     engine = sa.create_engine(settings.url, pool_pre_ping=True, connect_args=settings.connect_args)
     settings.attach(engine)
     return engine
+
+
+def _duckdb_connect_in_turn(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    """Open the DuckDB file, waiting (with backoff) while another process has it open."""
+    deadline = time.monotonic() + DUCKDB_LOCK_WAIT_SECONDS
+    delay, waited = 0.05, False
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if "Could not set lock on file" not in str(exc):
+                raise
+            found = _DUCKDB_HOLDER.search(str(exc))
+            holder = f"another process (PID {found.group(1)})" if found else "another process"
+            path = cargs[0] if cargs else cparams.get("database", "")
+            if time.monotonic() >= deadline:
+                raise WarehouseError(
+                    f"the DuckDB file {path} stayed open in {holder} for {DUCKDB_LOCK_WAIT_SECONDS:g} s, and "
+                    "DuckDB lets one process at a time open a file; let that process finish (another run, a "
+                    "sensor tick) or stop it, or put the warehouse on PostgreSQL to run syncs at once"
+                ) from None
+            if not waited:
+                log.info(
+                    "waiting for the DuckDB file %s: %s has it open, and DuckDB lets one process at a time "
+                    "open a file",
+                    path,
+                    holder,
+                )
+                waited = True
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
 
 
 # A runaway statement (a diff on a cluster short of memory, a lock wait) ends after an hour instead of

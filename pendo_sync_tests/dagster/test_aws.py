@@ -732,7 +732,7 @@ def test_the_cli_reads_the_key_from_its_secret_as_the_resources_do(
     world.emulator.settings.integration_key = key
     monkeypatch.setenv("PENDO_INTEGRATION_KEY", "not-the-right-key")
     monkeypatch.setenv("PENDO_INTEGRATION_KEY_SECRET_ID", aws.secret(key))
-    code, out, err = cli("run", "accounts", "--mode", "full")
+    code, out, err = cli("run", "accounts", "--mode", "full", "--json")
     assert code == 0, err
     assert json.loads(out.splitlines()[-1])["counts"]["confirmed"] == ACCOUNTS - ACCOUNTS // 50
     assert key not in out + err

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pendo_sync.pendo.emulator.limits import Fault
 from pendo_sync_tests.world import ACCOUNTS, World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,7 @@ def test_ui_shows_every_sync_asset_job_schedule_and_sensor(tmp_path: Path):
             "sync_accounts",
             "sync_visitors",
             "revert_sync_state",
+            "observe_sources",
         }
         assert {s["name"] for s in repo["schedules"]} == {
             "accounts_incremental",
@@ -78,6 +80,7 @@ def test_ui_shows_every_sync_asset_job_schedule_and_sensor(tmp_path: Path):
             "pendo_sync_schema_drift",
             "pendo_sync_new_rows",
             "pendo_sync_run_failure",
+            "pendo_sync_automation",
         }
         keys = {"/".join(n["assetKey"]["path"]) for n in answer["data"]["assetNodes"]}
         assert keys == {
@@ -134,6 +137,16 @@ LAUNCH_RUN = """mutation($params: ExecutionParams!) {
   }
 }"""
 RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+RUN_ERRORS = """query($id: ID!) {
+  runOrError(runId: $id) { ... on Run { eventConnection { events {
+    ... on ExecutionStepFailureEvent { stepKey error { message } }
+    ... on RunFailureEvent { message }
+    ... on EngineEvent { message }
+  } } } }
+}"""
+RUN_TIMES = """query($id: ID!) {
+  runOrError(runId: $id) { ... on Run { startTime endTime tags { key value } } }
+}"""
 LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename
@@ -225,6 +238,34 @@ def test_dagster_dev_launches_a_run_and_a_partition_backfill(duckdb_world: World
         )
         assert sorted(world.emulator.received_ids) == sorted(r[0] for r in in_range)
         assert world.store.versions.current_cursor("visitors") is None
+
+        # Two runs of one sync launched as an asset page's Materialize button does (the implicit asset
+        # job, no tags): the second waits in the queue until the first is done, and each is tagged. The
+        # first has every account to send and its first call takes 8 s.
+        world.sql("UPDATE accounts SET plan = plan || ' (renamed)'")
+        world.emulator.inject_faults([Fault(kind="slow", delay_s=8)])
+        as_the_ui = {
+            **selector,
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": ["pendo", "accounts"]}],
+        }
+        run_ids = []
+        for _ in range(2):
+            launched = dagster.gql(LAUNCH_RUN, params={"selector": as_the_ui})
+            assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+            run_ids.append(launched["launchRun"]["run"]["runId"])
+        for run_id in run_ids:
+            status = dagster.wait(
+                RUN_STATUS, lambda d: d["runOrError"]["status"], {"SUCCESS", "FAILURE", "CANCELED"}, id=run_id
+            )
+            assert status == "SUCCESS", dagster.gql(RUN_ERRORS, id=run_id)
+        first, second = sorted(
+            (dagster.gql(RUN_TIMES, id=run_id)["runOrError"] for run_id in run_ids),
+            key=lambda r: r["startTime"],
+        )
+        assert second["startTime"] >= first["endTime"], (first, second)
+        for run in (first, second):
+            assert {"key": "pendo_sync/sync", "value": "accounts"} in run["tags"]
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         try:

@@ -32,7 +32,14 @@ def start_run(world: World, config: Path) -> subprocess.Popen[str]:
     env = dict(os.environ, PENDO_BASE_URL=world.server.base_url, PENDO_INTEGRATION_KEY="emulator-key")
     return subprocess.Popen(
         [sys.executable, "-m", "pendo_sync.cli", "--config", str(config), "--warehouse-url", world.url]
-        + ["run", "visitors", "--mode", "full", "--accept-rejects"],  # the demo's n/a NPS row is rejected
+        + [
+            "run",
+            "visitors",
+            "--mode",
+            "full",
+            "--accept-rejects",
+            "--json",
+        ],  # the demo's n/a NPS row is rejected
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

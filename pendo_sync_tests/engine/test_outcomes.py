@@ -33,23 +33,23 @@ def test_invalid_values_make_a_run_with_rejects_and_missing_ids_alone_do_not(wor
 
 
 def test_run_exits_zero_three_or_four_as_the_run_went(cli, duckdb_world: World, tmp_path):
-    code, out, err = cli("run", "accounts")
+    code, out, err = cli("run", "accounts", "--json")
     assert (code, json.loads(out.splitlines()[-1])["status"]) == (0, "complete")
 
-    code, out, err = cli("run", "visitors")
+    code, out, err = cli("run", "visitors", "--json")
     assert (code, json.loads(out.splitlines()[-1])["status"]) == (3, "with_rejects")
     assert err.splitlines()[-1] == (
         "pendo-sync: sync 'visitors': 1 row was not applied (1 invalid); each is retried by every later run "
-        "(pendo-sync state show visitors lists the reasons); pass --accept-rejects to exit 0 on rejects"
+        "(pendo-sync rejects visitors lists the reasons); pass --accept-rejects to exit 0 on rejects"
     )
     duckdb_world.sql("UPDATE visitors SET role = 'owner' WHERE nps = 'n/a'")
-    code, out, err = cli("run", "visitors", "--accept-rejects")
+    code, out, err = cli("run", "visitors", "--accept-rejects", "--json")
     assert code == 0
 
     duckdb_world.emulator.inject_faults([Fault("status", status=503, count=100_000)])
     failing = write_config(tmp_path, max_attempts=1, backoff_base_seconds=0.01, backoff_max_seconds=0.01)
     duckdb_world.sql("UPDATE accounts SET seats = 1")
-    code, out, err = cli("--config", str(failing), "run", "accounts", "--mode", "full")
+    code, out, err = cli("--config", str(failing), "run", "accounts", "--mode", "full", "--json")
     assert (code, json.loads(out.splitlines()[-1])["status"]) == (4, "failed")
     assert err.splitlines()[-1] == (
         f"pendo-sync: sync 'accounts' failed: Pendo refused or failed every row it was sent ({ACCOUNTS} "

@@ -133,7 +133,9 @@ def rowid_reads(engine_events: list[tuple[str, Any]]) -> list[set[Any]]:
 def run_cli(world: World, config: Path, cli: Any) -> dict[str, Any]:
     import json
 
-    code, out, err = cli("--config", str(config), "run", "accounts", "--mode", "full", "--accept-rejects")
+    code, out, err = cli(
+        "--config", str(config), "run", "accounts", "--mode", "full", "--accept-rejects", "--json"
+    )
     report = json.loads(out.splitlines()[-1])
     report["progress_lines"] = sum(1 for line in err.splitlines() if "records done" in line)
     return report

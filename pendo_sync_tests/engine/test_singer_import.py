@@ -61,7 +61,7 @@ def test_an_incremental_run_after_a_singer_import_sends_the_rows_past_the_bookma
     world.emulator.reset_stats()
 
     if entry == "cli":
-        code = main(["run", "visitors", "--accept-rejects"])
+        code = main(["run", "visitors", "--accept-rejects", "--json"])
         assert code == 0, capsys.readouterr().err
         sent = json.loads(capsys.readouterr().out.splitlines()[-1])["counts"]["sent"]
     else:

@@ -6,6 +6,11 @@ arguments psycopg2 would be given and raises instead of connecting."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from moto import mock_aws
 
+from pendo_sync.warehouse import engines
 from pendo_sync.warehouse.engines import (
     DEFAULT_STATEMENT_TIMEOUT_MS,
     WarehouseUrlError,
@@ -20,6 +26,7 @@ from pendo_sync.warehouse.engines import (
     make_engine,
     normalize_url,
 )
+from pendo_sync.warehouse.errors import WarehouseError
 
 CLUSTER_HOST = "examplecluster.abc123xyz789.eu-west-1.redshift.amazonaws.com"
 
@@ -151,3 +158,59 @@ def test_password_from_a_secret_replaces_the_urls_own():
     engine = make_engine("postgresql://pendo_sync:old@db.internal:5432/state", password="from-secret")
     assert engine.url.password == "from-secret"
     assert "from-secret" not in repr(engine.url) and "from-secret" not in str(engine.url)
+
+
+HOLD = """
+import sys, time, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.close()
+"""
+
+
+def hold_duckdb_file(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process with the DuckDB file open (a run, the Dagster daemon's sensor tick)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_duckdb_file_another_process_has_open_is_waited_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    path = tmp_path / "warehouse.duckdb"
+    holder = hold_duckdb_file(path, 1.5)
+    started = time.monotonic()
+    with (
+        caplog.at_level(logging.INFO, logger="pendo_sync"),
+        make_engine(f"duckdb:///{path}").connect() as conn,
+    ):
+        assert conn.execute(sa.text("SELECT 42")).scalar() == 42
+    assert time.monotonic() - started >= 1.0
+    assert holder.wait(timeout=10) == 0
+    assert caplog.messages == [
+        f"waiting for the DuckDB file {path}: another process (PID {holder.pid}) has it open, and DuckDB "
+        "lets one process at a time open a file"
+    ]
+
+
+def test_a_duckdb_file_held_past_the_wait_fails_naming_the_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(engines, "DUCKDB_LOCK_WAIT_SECONDS", 0.5)
+    path = tmp_path / "warehouse.duckdb"
+    holder = hold_duckdb_file(path, 60)
+    try:
+        with pytest.raises(WarehouseError) as info:
+            make_engine(f"duckdb:///{path}").connect()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert str(info.value) == (
+        f"the DuckDB file {path} stayed open in another process (PID {holder.pid}) for 0.5 s, and DuckDB lets "
+        "one process at a time open a file; let that process finish (another run, a sensor tick) or stop it, "
+        "or put the warehouse on PostgreSQL to run syncs at once"
+    )

@@ -3,8 +3,8 @@ types, records by id, and what a bulk write answers. No I/O here: the server (se
 and answers them, limits.py decides what is admitted.
 
 What it enforces: fields must exist in the kind and group (400 naming the field); values must match the
-field's type (a row-level error; `null` clears, a time is epoch milliseconds or ISO 8601 text); ids must
-exist unless `create=true` (`missing`).
+field's type (a row-level error; `null` and `""` clear, a time is epoch milliseconds or ISO 8601 text);
+ids must exist unless `create=true` (`missing`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ _WANTED = {
 
 
 def type_error(pendo_type: str, element_type: str, value: Any) -> str | None:
-    """Why a value does not fit a field type, or None when it fits (None always fits: it clears)."""
-    if value is None or pendo_type == "":
+    """Why a value does not fit a field type, or None when it fits (null and "" always fit: they clear)."""
+    if value is None or value == "" or pendo_type == "":
         return None
     fits = _FITS.get(pendo_type)
     if fits is not None:
@@ -258,8 +258,8 @@ class PendoState:
                     self._sorted[kind] = None
                 target = record[group]
                 for name, value in values.items():
-                    if value is None:
-                        target.pop(name, None)
+                    if value is None or (value == "" and types[name][0] != "string"):
+                        target.pop(name, None)  # both forms clear (clear_with: null or empty_string)
                     else:
                         target[name] = value
                 updated += 1
