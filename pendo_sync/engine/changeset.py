@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -26,6 +26,7 @@ from pendo_sync.state.bulk import chunks
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.tables import utcnow
 from pendo_sync.warehouse.diff import (
+    UNKNOWN_PREV,
     ChangeSetSQL,
     DiffState,
     Part,
@@ -35,7 +36,7 @@ from pendo_sync.warehouse.diff import (
     spooled_rows,
 )
 from pendo_sync.warehouse.engines import backend_of
-from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows
+from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows, stream_tuples
 
 # DuckDB runs a sync's joins in the sync's own process, within its memory_limit (64 MB by default), and its
 # hash join needs a floor that grows with the rows joined: a reconcile of 10,000,000 rows ran out of memory.
@@ -45,14 +46,23 @@ from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows
 DUCKDB_JOIN_ROWS = 1_000_000
 
 
-class ChangedRow(NamedTuple):
-    """One row a run must send."""
+# A changed row is the driver's own tuple, in ChangeSetSQL.rows order: no object per row (a sync reads
+# a million rows a minute, and an object each cost a tenth of its time). ROW_PREV is the ledger's hash:
+# None when the ledger lacks the id, so confirming it needs no delete. ROW_RETRY is 1 when an earlier run
+# rejected the row. The mapped values follow from ROW_VALUES on, in spec.fields order.
+ROW_ID, ROW_HASH, ROW_PREV, ROW_RETRY, ROW_VALUES = range(5)
+ChangedRow = tuple[Any, ...]
 
-    record_id: str
-    row_hash: str
-    new: bool  # the ledger lacks the id: confirming it needs no delete
-    retried: bool  # an earlier run rejected it
-    values: tuple[Any, ...]  # mapped values, in spec.fields order
+
+def flagged(row: ChangedRow, new: bool, retried: bool) -> ChangedRow:
+    """The row with its flags set: the ledger lacks the id (new), an earlier run rejected it (retried)."""
+    return (
+        row[ROW_ID],
+        row[ROW_HASH],
+        None if new else UNKNOWN_PREV,
+        1 if retried else None,
+        *row[ROW_VALUES:],
+    )
 
 
 @dataclass
@@ -117,7 +127,7 @@ class ChangeSet:
         )
 
     # -- what the run reads ----------------------------------------------------------------------------
-    def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
+    def changed_rows(self, chunk_rows: int) -> Iterator[Sequence[ChangedRow]]:
         yield from self.reader.changed_rows(chunk_rows)
 
     def duplicates(self, chunk_rows: int) -> Iterator[list[tuple[str, int]]]:
@@ -179,7 +189,7 @@ class _Reader:
     def __init__(self, changes: ChangeSet) -> None:
         self.changes = changes
 
-    def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
+    def changed_rows(self, chunk_rows: int) -> Iterator[Sequence[ChangedRow]]:
         raise NotImplementedError
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
@@ -195,11 +205,10 @@ class _Reader:
 class _JoinInWarehouse(_Reader):
     """The ledger is in the warehouse: the diff is SQL joins, done where the data lives."""
 
-    def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
-        for rows in self._changed(chunk_rows):
-            yield [_changed_row(r) for r in rows]
+    def changed_rows(self, chunk_rows: int) -> Iterator[Sequence[ChangedRow]]:
+        yield from self._changed(chunk_rows)
 
-    def _changed(self, chunk_rows: int) -> Iterator[Sequence[sa.Row[Any]]]:
+    def _changed(self, chunk_rows: int) -> Iterator[Sequence[tuple[Any, ...]]]:
         """On DuckDB, a change set that is a whole table's slice (no join needed) is read by rowid range,
         hashing as it goes; any other diff through a scratch copy (see _read)."""
         c = self.changes
@@ -240,7 +249,7 @@ class _JoinInWarehouse(_Reader):
 
     def _read(
         self, query: Callable[[Part | None], sa.Select[Any]], chunk_rows: int, purpose: str
-    ) -> Iterator[Sequence[sa.Row[Any]]]:
+    ) -> Iterator[Sequence[tuple[Any, ...]]]:
         """A query over the warehouse and the ledger, in chunks, while the run writes the ledger.
         PostgreSQL and Redshift stream it through one server-side cursor. DuckDB cannot: while any
         transaction is open it keeps the undo buffers of every later commit and does not checkpoint, so a
@@ -249,7 +258,7 @@ class _JoinInWarehouse(_Reader):
         and read from it a range at a time."""
         c = self.changes
         if backend_of(c.warehouse) != "duckdb":
-            yield from stream_rows(c.warehouse, query(None), chunk_rows)
+            yield from stream_tuples(c.warehouse, query(None), chunk_rows)
             return
         scratch = f"{purpose}_{c.spec.name}"  # one run of a sync at a time (the run lock)
         parts = [query(part) for part in c.parts]
@@ -260,10 +269,10 @@ class _Streamed(_Reader):
     """The ledger is in a separate state database: the source streams, and each chunk of it is looked up
     in the ledger and the rejects; then the rows to retry outside the slice are read by id."""
 
-    def changed_rows(self, chunk_rows: int) -> Iterator[list[ChangedRow]]:
+    def changed_rows(self, chunk_rows: int) -> Iterator[Sequence[ChangedRow]]:
         c = self.changes
-        for rows in stream_rows(c.warehouse, c.sql.rows(c.sql.source_rows(), None), chunk_rows):
-            changed = self._changed([_changed_row(r) for r in rows])
+        for rows in stream_tuples(c.warehouse, c.sql.rows(c.sql.source_rows(), None), chunk_rows):
+            changed = self._changed(rows)
             if changed:
                 yield changed
         if c.fresh or c.window.mode == "full":
@@ -272,32 +281,33 @@ class _Streamed(_Reader):
             for chunk in chunks(ids, 1000):
                 retried = c.sql.rows(c.sql.source_rows(ids=chunk), None)
                 with c.warehouse.connect() as conn:
-                    found = [_changed_row(r) for r in conn.execute(retried)]
+                    found = [tuple(r) for r in conn.execute(retried)]
                 changed = self._changed(found)
                 if changed:
                     yield changed
 
-    def _changed(self, rows: list[ChangedRow]) -> list[ChangedRow]:
+    def _changed(self, rows: Sequence[ChangedRow]) -> list[ChangedRow]:
         c = self.changes
         # A first sync has nothing to look up: what the ledger holds now, this run wrote (and looking
         # would probe a table growing under stale statistics, which PostgreSQL plans as a full scan).
         if c.fresh:
-            changed = [r._replace(new=not c.full_refresh) for r in rows]
+            changed = [flagged(r, new=not c.full_refresh, retried=r[ROW_RETRY] == 1) for r in rows]
         else:
-            ids = [r.record_id for r in rows if r.record_id is not None]
+            ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
             confirmed = {} if c.full_refresh else c.state.ledger.hashes(c.spec.name, ids)
             flags = c.state.rejects.flags_of(c.spec.name, ids, c.missing_since)
             changed = []
             for r in rows:
-                retry, held = flags.get(r.record_id, (r.retried, None))
-                if not c.full_refresh and held == r.row_hash:
+                record_id, row_hash = r[ROW_ID], r[ROW_HASH]
+                retry, held = flags.get(record_id, (r[ROW_RETRY] == 1, None))
+                if not c.full_refresh and held == row_hash:
                     continue  # Pendo reported the id missing recently: not again yet
-                if c.full_refresh or retry or confirmed.get(r.record_id) != r.row_hash:
-                    new = not c.full_refresh and r.record_id not in confirmed
-                    changed.append(r._replace(new=new, retried=bool(retry)))
+                if c.full_refresh or retry or confirmed.get(record_id) != row_hash:
+                    new = not c.full_refresh and record_id not in confirmed
+                    changed.append(flagged(r, new=new, retried=bool(retry)))
         if changed and c.spec.existing_ids_only:
-            known = c.state.ledger.pendo_ids_among(c.spec.name, [r.record_id for r in changed])
-            changed = [r for r in changed if r.record_id in known]
+            known = c.state.ledger.pendo_ids_among(c.spec.name, [r[ROW_ID] for r in changed])
+            changed = [r for r in changed if r[ROW_ID] in known]
         return changed
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
@@ -323,8 +333,3 @@ class _Streamed(_Reader):
 
     def count_changed(self, existing_only: bool) -> int:
         return -1  # unknown without a full pass; progress shows no ETA
-
-
-def _changed_row(row: Any) -> ChangedRow:
-    values = tuple(row)
-    return ChangedRow(values[0], values[1], values[2] is None, values[3] == 1, values[4:])

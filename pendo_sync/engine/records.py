@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import zlib
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
 from pendo_sync.config import SyncSpec
+from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ROW_PREV, ROW_VALUES, ChangedRow
 from pendo_sync.engine.delivery import Batch, Record
-from pendo_sync.pendo.types import CoercionError, Wire, cleared_values, coercer_for
+from pendo_sync.outcome import Reject
+from pendo_sync.pendo.types import CoercionError, Wire, cleared_values, coercer_for, passes_as_is
 
 # The ledger's record_id column (state/tables.py).
 MAX_ID_LENGTH = 512
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
 
 def _dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, refusing NaN and infinities. (orjson was tried: no faster here once coercion
-    was, and the sync's peak RSS went from 170 to 600 MiB.)"""
+    """Compact UTF-8 JSON. Coercion has already refused NaN and infinities (orjson would write them as
+    null, which clears a field) and left only JSON's own types; what orjson still cannot encode (an
+    integer past 64 bits, text that is not valid Unicode) rejects the row."""
     try:
-        return _encode(value).encode()
-    except ValueError as exc:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
         raise CoercionError(f"cannot be sent as JSON: {exc}") from None
-
-
-# A value whose class is exactly its field's Pendo type is already what coercion would return (a bool is
-# not an int here): the hot path passes it through instead of calling the coercer.
-_ALREADY_PENDO: dict[str, type] = {"string": str, "integer": int, "boolean": bool}
 
 
 def fingerprints(values: Any) -> str:
@@ -38,79 +36,133 @@ def fingerprints(values: Any) -> str:
 
 
 class RecordEncoder:
-    """Coerces one row's values to its fields' Pendo types and encodes the record Pendo expects."""
+    """Coerces one row's values to its fields' Pendo types and encodes the record Pendo expects.
+
+    The hot path: rows alike in the classes of their values share a plan, the positions whose values
+    need coercing (a value whose class is already its Pendo type's, pendo/types.py `passes_as_is`, goes
+    as it is), so a row whose values are all in form costs a lookup, a dict and the JSON encoding."""
 
     def __init__(self, spec: SyncSpec, fingerprint: bool = False) -> None:
         self.spec = spec
         self.fingerprint = fingerprint
         self.id_key = spec.id_key
         self.wire = Wire(spec.time_format, spec.clear_with)
-        self._fields = [
-            (m.column, m.field, coercer_for(m.type, m.element_type, self.wire), _ALREADY_PENDO.get(m.type))
-            for m in spec.fields
-        ]
+        self._columns = [m.column for m in spec.fields]
+        self._names = [m.field for m in spec.fields]
+        self._coercers = [coercer_for(m.type, m.element_type, self.wire) for m in spec.fields]
+        self._as_is = [passes_as_is(m.type, self.wire) for m in spec.fields]
+        self._plans: dict[tuple[type, ...], tuple[int, ...]] = {}
+
+    def _plan(self, classes: tuple[type, ...]) -> tuple[int, ...]:
+        plan = tuple(i for i, cls in enumerate(classes) if cls not in self._as_is[i])
+        self._plans[classes] = plan
+        return plan
+
+    def values(self, values: tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+        """The row's values as Pendo takes them, in spec.fields order; CoercionError names the column."""
+        classes = tuple(map(type, values))
+        plan = self._plans.get(classes)
+        if plan is None:
+            plan = self._plan(classes)
+        if not plan:
+            return values
+        coerced = list(values)
+        for i in plan:
+            try:
+                coerced[i] = self._coercers[i](coerced[i])
+            except CoercionError as exc:
+                raise CoercionError(
+                    f"column {self._columns[i]!r} -> field {self._names[i]!r}: {exc}"
+                ) from None
+        return coerced
 
     def encode(
         self, record_id: str | None, row_hash: str, values: tuple[Any, ...], new: bool = False
     ) -> Record:
         """The record for a row, or CoercionError naming the column, the field and the value."""
-        if record_id is None or record_id == "":
-            raise CoercionError(f"id column {self.spec.id_column!r} is empty")
-        if len(record_id) > MAX_ID_LENGTH:
-            raise CoercionError(
-                f"id column {self.spec.id_column!r} holds {len(record_id):,} characters; Pendo ids (and the "
-                f"ledger) take at most {MAX_ID_LENGTH}"
-            )
-        payload: dict[str, Any] = {}
-        coerce: Callable[[Any], Any]
-        for (column, field, coerce, already), value in zip(self._fields, values, strict=True):
-            if value.__class__ is already:
-                payload[field] = value
-                continue
-            try:
-                payload[field] = coerce(value)
-            except CoercionError as exc:
-                raise CoercionError(f"column {column!r} -> field {field!r}: {exc}") from None
+        if not record_id or len(record_id) > MAX_ID_LENGTH:
+            raise CoercionError(self._bad_id(record_id))
+        payload = dict(zip(self._names, self.values(values), strict=True))
         encoded = _dumps({self.id_key: record_id, "values": payload})
         if self.fingerprint:
             return Record(record_id, row_hash, encoded, new=new, fields=fingerprints(payload.values()))
         return Record(record_id, row_hash, encoded, new=new)
 
+    def into_batches(self, rows: Iterable[ChangedRow], batcher: Batcher) -> tuple[list[Batch], list[Reject]]:
+        """Encode a chunk of changed rows into the batcher, record by record (a record's JSON goes into
+        its batch's body at once: held until the chunk's end, a hundred thousand small JSON buffers cost
+        more to allocate than to encode); the batches filled, and the rows rejected as invalid."""
+        full: list[Batch] = []
+        invalid: list[Reject] = []
+        encode, add = self.encode, batcher.add
+        for row in rows:
+            try:
+                record = encode(row[ROW_ID], row[ROW_HASH], row[ROW_VALUES:], row[ROW_PREV] is None)
+            except CoercionError as exc:
+                invalid.append(Reject(row[ROW_ID] or "(empty id)", row[ROW_HASH], "invalid", str(exc)))
+                continue
+            batch = add(record)
+            if batch is not None:
+                full.append(batch)
+        return full, invalid
+
+    def _bad_id(self, record_id: str | None) -> str:
+        if not record_id:
+            return f"id column {self.spec.id_column!r} is empty"
+        return (
+            f"id column {self.spec.id_column!r} holds {len(record_id):,} characters; Pendo ids (and the "
+            f"ledger) take at most {MAX_ID_LENGTH}"
+        )
+
     def coerce(self, field: str, value: Any) -> Any:
         """One field's value as a record carries it (pendo-sync verify compares it with Pendo's)."""
-        _, _, coerce, already = next(f for f in self._fields if f[1] == field)
-        return value if value.__class__ is already else coerce(value)
+        i = self._names.index(field)
+        return value if value.__class__ in self._as_is[i] else self._coercers[i](value)
 
     def clear(self, record_id: str) -> Record:
         """The record that clears every mapped field of a deleted id (on_delete: clear)."""
-        values = cleared_values([m.field for m in self.spec.fields], self.wire)
+        values = cleared_values(self._names, self.wire)
         return Record(record_id, "", _dumps({self.id_key: record_id, "values": values}), op="clear")
 
 
 class Batcher:
-    """Groups records into batches bounded by a record count (which may change between batches) and bytes."""
+    """Groups records into batches bounded by a record count (which may change between batches) and bytes,
+    writing each record's JSON into the batch's body as it comes (the record keeps only its id and hash)."""
 
     def __init__(self, max_records: Callable[[], int], max_bytes: int) -> None:
         self._max_records = max_records
         self._max_bytes = max_bytes
+        self._start()
+
+    def _start(self) -> None:
         self._records: list[Record] = []
-        self._bytes = 1
+        self._limit = self._max_records()  # read once a batch: the sizer moves between batches
+        self._body = bytearray(b"[")
+        self._bounds = array("q", [1])  # where each record starts; the last: the body's length once closed
 
     def add(self, record: Record) -> Batch | None:
         """Add a record; return a full batch when this record would overflow the current one."""
-        size = len(record.encoded) + 1
+        encoded, record.encoded = record.encoded, b""
+        end = self._bounds[-1] + len(encoded) + 1
         full = None
-        if self._records and (
-            self._bytes + size > self._max_bytes or len(self._records) >= self._max_records()
-        ):
+        if self._records and (end > self._max_bytes or len(self._records) >= self._limit):
             full = self.flush()
+            end = self._bounds[-1] + len(encoded) + 1
+        if self._records:
+            self._body += b","
+        self._body += encoded
         self._records.append(record)
-        self._bytes += size
+        self._bounds.append(end)
         return full
+
+    def add_all(self, records: Iterable[Record]) -> list[Batch]:
+        """Add records; return the batches they filled."""
+        return [batch for batch in map(self.add, records) if batch is not None]
 
     def flush(self) -> Batch | None:
         if not self._records:
             return None
-        batch = Batch(self._records)
-        self._records, self._bytes = [], 1
+        self._body += b"]"
+        batch = Batch(self._records, bytes(self._body), self._bounds)
+        self._start()
         return batch

@@ -23,12 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from pendo_sync.config import DeliverySettings, SyncSpec
-from pendo_sync.engine.changeset import ChangeSet
+from pendo_sync.engine.changeset import ROW_RETRY, ChangeSet
 from pendo_sync.engine.delivery import Batch, BatchResult, Delivery
 from pendo_sync.engine.records import Batcher, RecordEncoder
 from pendo_sync.outcome import Reject, RunCounts
 from pendo_sync.pendo.client import PendoClient
-from pendo_sync.pendo.types import CoercionError
 from pendo_sync.state.ledger import BatchOutcome
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.errors import database_failure
@@ -95,6 +94,7 @@ class Runner:
         self.total = -1  # records this run will count as done; -1 while unknown
         self._started = time.monotonic()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pendo-sync-state")
+        self._state_writer = state.batch_writer()  # its connection is opened and used on that one thread
 
     # -- reader thread ----------------------------------------------------------------------------
     def _put(self, item: tuple[str, Any]) -> None:
@@ -123,18 +123,12 @@ class Runner:
     def _read_all(self, batcher: Batcher) -> None:
         produced = 0  # records and rows settled without a call: what progress counts once all is delivered
         for chunk in self.changes.changed_rows(self.settings.chunk_rows):
-            invalid: list[Reject] = []
-            for row in chunk:
-                try:
-                    record = self.encoder.encode(row.record_id, row.row_hash, row.values, row.new)
-                except CoercionError as exc:
-                    invalid.append(Reject(row.record_id or "(empty id)", row.row_hash, "invalid", str(exc)))
-                    continue
-                full = batcher.add(record)
-                if full:
-                    self._put(("batch", full))
+            batches, invalid = self.encoder.into_batches(chunk, batcher)
+            for full in batches:
+                self._put(("batch", full))
             produced += len(chunk)  # each row became a record or an invalid row
-            self._put(("read", (len(chunk), sum(r.retried for r in chunk), invalid)))
+            retried = sum(1 for row in chunk if row[ROW_RETRY] == 1)
+            self._put(("read", (len(chunk), retried, invalid)))
         for duplicated in self.changes.duplicates(self.settings.chunk_rows):
             produced += len(duplicated)
             rejects = [
@@ -148,10 +142,8 @@ class Runner:
                     self._put(("forget", ids))
                     continue
                 produced += len(ids)
-                for record_id in ids:
-                    full = batcher.add(self.encoder.clear(record_id))
-                    if full:
-                        self._put(("batch", full))
+                for full in batcher.add_all(map(self.encoder.clear, ids)):
+                    self._put(("batch", full))
             for ids in self.changes.vanished_rejects(self.settings.chunk_rows):
                 self._put(("settled", ids))
         last = batcher.flush()
@@ -227,6 +219,7 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*tasks, ticker, return_exceptions=True)
             await asyncio.to_thread(reader.join)
+            self._writer.submit(self._state_writer.close)
             self._writer.shutdown(wait=True)
             stats = self.delivery.stats
             self.counts.calls, self.counts.retries = stats.calls, stats.retries
@@ -282,7 +275,7 @@ class Runner:
 
         def write() -> None:
             try:
-                self.state.record_batch(self.spec.name, self.version, self.run_id, counts=counts, batch=batch)
+                self._state_writer.record_batch(self.spec.name, self.version, self.run_id, batch, counts)
             except sa.exc.DBAPIError as exc:
                 raise database_failure(
                     exc, self.spec.name, "writing a batch's outcome to the state", False

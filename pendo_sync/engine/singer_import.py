@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.engine.changeset import ChangeSet
+from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ChangeSet
 from pendo_sync.engine.preflight import describe_source
 from pendo_sync.state.cursor import align_cursor, key_kind
 from pendo_sync.state.store import StateStore
@@ -74,7 +74,7 @@ def import_singer_state(
     rows = 0
     for chunk in up_to_bookmark.changed_rows(chunk_rows):
         state.record_batch(
-            spec.name, version, "import", confirmed=[(r.record_id, r.row_hash) for r in chunk if r.record_id]
+            spec.name, version, "import", confirmed=[(r[ROW_ID], r[ROW_HASH]) for r in chunk if r[ROW_ID]]
         )
         rows += len(chunk)
     return version, rows

@@ -7,12 +7,13 @@ rejects its row (with the reason), never the run.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 PENDO_TYPES = ("string", "boolean", "integer", "float", "time", "list")
 # Names users reach for (Pendo's UI says "text", "number", "date") and what Pendo calls them.
@@ -94,6 +95,8 @@ def _to_integer(value: Any) -> int:
 
 
 def _to_float(value: Any) -> float | int:
+    if value.__class__ is float and value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+        return value
     if isinstance(value, bool):
         raise CoercionError(f"{_show(value)} is a boolean, not a number")
     if isinstance(value, int):
@@ -138,9 +141,44 @@ def _to_iso_time(value: Any) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
+def _json_value(value: Any) -> Any:
+    """A value of a field without a declared type, as JSON can carry it (no NaN, no infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CoercionError(f"{value!r} is not a finite number")
+    return value
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def passes_as_is(pendo_type: str, wire: Wire = Wire()) -> frozenset[type]:
+    """The classes of warehouse values that are already what coercion returns for this type, so a record
+    carries them unchanged (exact classes: a bool is not an integer here). A float is always checked (it
+    may be NaN or infinite); a list always (its elements); None when the wire clears with null."""
+    classes: set[type] = {type(None)} if wire.clear_value is None else set()
+    exact: dict[str, set[type]] = {"string": {str}, "boolean": {bool}, "integer": {int}, "float": {int}}
+    classes |= exact.get(pendo_type, set())
+    if pendo_type == "time" and wire.time_format == "epoch_ms":
+        classes.add(int)  # already epoch milliseconds (the query computed them: warehouse/diff.py)
+    return frozenset(classes)
+
+
+def database_conversion(pendo_type: str, column_type: str | None, wire: Wire = Wire()) -> str | None:
+    """What the query computes itself for a mapped column, so the sync's process does not: "epoch_ms"
+    (a timestamp or date column of a time field sent as epoch milliseconds: floor(epoch microseconds /
+    1000), exactly what _to_time computes; warehouse/slices.py compiles it for each database, or leaves
+    the column as it is where it cannot be exact), or None (the value comes as it is and is coerced here).
+    Either way the result is the same: a conversion's output is a class that passes as-is."""
+    base = (column_type or "").lower().split("(")[0].strip()
+    if (
+        pendo_type == "time"
+        and wire.time_format == "epoch_ms"
+        and (base.startswith("timestamp") or base == "date")
+    ):
+        return "epoch_ms"
+    return None
 
 
 _SCALAR: dict[str, Callable[[Any], Any]] = {
@@ -161,7 +199,11 @@ def coercer_for(pendo_type: str, element_type: str = "", wire: Wire = Wire()) ->
     scalars = {**_SCALAR, "time": _to_iso_time} if wire.time_format == "iso8601" else _SCALAR
     clear = wire.clear_value
     if pendo_type == "list":
-        element = scalars.get(element_type) if element_type else None
+        element = scalars.get(element_type, _json_value)
+        # Elements already in form (and nulls) go as they are; a float element is always checked.
+        in_form = (
+            passes_as_is(element_type, Wire(wire.time_format)) | {type(None)} if element_type else frozenset()
+        )
 
         def to_list(value: Any) -> Any:
             if value is None:
@@ -169,18 +211,20 @@ def coercer_for(pendo_type: str, element_type: str = "", wire: Wire = Wire()) ->
             items = value
             if isinstance(value, str):
                 try:
-                    items = json.loads(value)
-                except ValueError as exc:
+                    items = orjson.loads(value)
+                except orjson.JSONDecodeError as exc:
                     raise CoercionError(
                         f"{_show(value)} is not a list (use an array or JSON array text)"
                     ) from exc
             if not isinstance(items, list | tuple):
                 raise CoercionError(f"{_show(value)} is not a list")
-            return [element(item) if element and item is not None else item for item in items]
+            if in_form.issuperset(map(type, items)):
+                return items if items.__class__ is list else list(items)
+            return [element(item) if item is not None else item for item in items]
 
         return to_list
     if pendo_type == "":
-        return lambda value: value
+        return _json_value
     scalar = scalars[pendo_type]
 
     def coerce(value: Any) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from pendo_sync.outcome import Reject, RunCounts
 from pendo_sync.state.ledger import BatchOutcome, Ledger
@@ -60,9 +60,48 @@ class StateStore:
         `batch`, with the change log), the run's figures so far and the lock's heartbeat. A crash loses at
         most the batches not yet written; nothing unconfirmed is ever recorded as confirmed (invariant 1)."""
         batch = batch or BatchOutcome(confirmed, rejects, forgotten, new_ids)
-        now = utcnow()
         with self.engine.begin() as conn:
-            self.ledger.write(conn, sync_name, version, run_id, batch, now)
-            self.locks.heartbeat(conn, sync_name, run_id, now)
-            if counts is not None:
-                self.versions.update_counts(conn, sync_name, version, counts)
+            self.write_batch(conn, sync_name, version, run_id, batch, counts)
+
+    def write_batch(
+        self,
+        conn: Connection,
+        sync_name: str,
+        version: int,
+        run_id: str,
+        batch: BatchOutcome,
+        counts: RunCounts | None,
+    ) -> None:
+        """record_batch's writes, in the caller's transaction."""
+        now = utcnow()
+        self.ledger.write(conn, sync_name, version, run_id, batch, now)
+        self.locks.heartbeat(conn, sync_name, run_id, now)
+        if counts is not None:
+            self.versions.update_counts(conn, sync_name, version, counts)
+
+    def batch_writer(self) -> BatchWriter:
+        """A writer of one run's batch outcomes through one connection of its own (see BatchWriter)."""
+        return BatchWriter(self)
+
+
+class BatchWriter:
+    """Records a run's batch outcomes, each in its own transaction, through one connection that the first
+    write opens and close() ends: used from one thread (the run's state writer). A DuckDB connection
+    costs about 20 ms to open, a fifth of a 5,000-record batch's ledger write."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._conn: Connection | None = None
+
+    def record_batch(
+        self, sync_name: str, version: int, run_id: str, batch: BatchOutcome, counts: RunCounts | None = None
+    ) -> None:
+        if self._conn is None or self._conn.invalidated:
+            self._conn = self.store.engine.connect()
+        with self._conn.begin():
+            self.store.write_batch(self._conn, sync_name, version, run_id, batch, counts)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

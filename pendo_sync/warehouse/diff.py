@@ -20,14 +20,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
+from pendo_sync.pendo.types import Wire
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.slices import (
     HASH_COL,
     ID_COL,
     TEXT,
     Slice,
+    fetch_tuples,
     id_text,
     row_hash,
+    sent_value,
     slice_predicate,
     source_relation,
 )
@@ -82,6 +85,7 @@ class ChangeSetSQL:
         rel = source_relation(self.spec)
         source_id = id_text(rel, self.spec)
         predicate = slice_predicate(rel, self.spec, self.window)
+        types, wire = self.column_types or {}, Wire(self.spec.time_format, self.spec.clear_with)
 
         def select(from_: sa.FromClause, retried: Any, held: Any) -> sa.Select[Any]:
             columns = [
@@ -89,7 +93,7 @@ class ChangeSetSQL:
                 row_hash(rel, self.spec, self.column_types).label(HASH_COL),
                 retried.label(RETRY_COL),
                 held.label(HELD_COL),
-                *[rel.c[m.column] for m in self.spec.fields],
+                *[sent_value(rel, m, types.get(m.column), wire) for m in self.spec.fields],
             ]
             stmt = sa.select(*columns).select_from(from_)
             if self.exclude_duplicates:
@@ -242,13 +246,13 @@ def rowid_end(engine: Engine, spec: SyncSpec) -> int | None:
 
 def rowid_pages(
     engine: Engine, page: Callable[[int, int], sa.Select[Any]], end: int, chunk_rows: int
-) -> Iterator[Sequence[sa.Row[Any]]]:
+) -> Iterator[Sequence[tuple[Any, ...]]]:
     """The rows of page(start, stop) for consecutive rowid ranges of chunk_rows up to end, each fetched
     whole and its transaction ended before it is handed on (one connection serves them all: a DuckDB
     connection costs tens of milliseconds to open); empty ranges are skipped."""
     with engine.connect() as conn:
         for start in range(0, end, chunk_rows):
-            rows = conn.execute(page(start, start + chunk_rows)).all()
+            rows = fetch_tuples(conn, page(start, start + chunk_rows))
             conn.commit()
             if rows:
                 yield rows
@@ -256,7 +260,7 @@ def rowid_pages(
 
 def spooled_rows(
     engine: Engine, parts: Sequence[sa.Select[Any]], chunk_rows: int, schema: str, name: str
-) -> Iterator[Sequence[sa.Row[Any]]]:
+) -> Iterator[Sequence[tuple[Any, ...]]]:
     """DuckDB: the rows of the statements (parts of one query, alike in columns), copied by one statement
     each into a scratch table, then read from it in rowid ranges (rowid_pages); the table is dropped at
     the end, and replaced if a crashed run left it."""

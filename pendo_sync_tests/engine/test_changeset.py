@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine import changeset
-from pendo_sync.engine.changeset import ChangedRow, ChangeSet
+from pendo_sync.engine.changeset import ROW_PREV, ChangeSet
 from pendo_sync.engine.preflight import source_columns
 from pendo_sync.warehouse.slices import Slice, stream_rows
 from pendo_sync_tests.world import World
@@ -48,7 +48,7 @@ def read_between_writes(world: World, chunks: Iterator[Sequence[Any]]) -> list[A
 def one_query_diff(world: World, changes: ChangeSet) -> list[Any]:
     """The same diff read through a single streaming query: what the ranged reads must add up to."""
     parts = stream_rows(world.engine, changes.sql.changed(changes.diff_state()), 1000)
-    return [ChangedRow(r[0], r[1], r[2] is None, r[3] == 1, tuple(r[4:])) for part in parts for r in part]
+    return [tuple(r) for part in parts for r in part]
 
 
 def by_id(rows: list[Any]) -> list[Any]:
@@ -79,7 +79,7 @@ def test_a_first_sync_reads_the_table_by_rowid_range_across_deleted_rows(duckdb_
     rows = read_between_writes(world, changes.changed_rows(CHUNK))
 
     assert sorted(r[0] for r in rows) == sorted(remaining)
-    assert all(r.new for r in rows)  # the ledger has none of them
+    assert all(r[ROW_PREV] is None for r in rows)  # the ledger has none of them
     assert by_id(rows) == by_id(one_query_diff(world, changes))
     assert state_tables(world) == own_tables
 
@@ -136,7 +136,7 @@ def test_a_full_refresh_reads_by_rowid_range_and_sends_every_row_again(duckdb_wo
     ids = [r[0] for r in world.sql("SELECT CAST(account_id AS TEXT) FROM accounts")]
     assert sorted(r[0] for r in rows) == sorted(ids)
     assert by_id(rows) == by_id(one_query_diff(world, changes))
-    assert not any(r.new for r in rows)  # a refresh does not look at the ledger
+    assert not any(r[ROW_PREV] is None for r in rows)  # a refresh does not look at the ledger
 
 
 def test_a_diff_over_more_rows_than_duckdb_joins_at_once_is_done_in_parts(duckdb_world: World, monkeypatch):

@@ -89,12 +89,11 @@ class Emulator(PendoState):
         except orjson.JSONDecodeError as exc:
             self.count_call(0, len(body), 400)
             return Answer(400, {"error": f"malformed JSON: {exc}"})
-        refused = self.check_write(kind, group, items)
-        self.count_call(
-            len(items) if isinstance(items, list) else 0, len(body), None if refused is None else 400
-        )
-        if refused is not None:
-            return refused
+        checked = self.check_write(kind, group, items)
+        refused = isinstance(checked, Answer)
+        self.count_call(len(items) if isinstance(items, list) else 0, len(body), 400 if refused else None)
+        if isinstance(checked, Answer):
+            return checked
         work = self.limits.work_seconds(len(items))
         if work > self.settings.call_time_limit_s:
             await asyncio.sleep(self.settings.call_time_limit_s)
@@ -102,7 +101,7 @@ class Emulator(PendoState):
             return Answer(408, {"error": "request ran past the time limit"})
         if work > 0:
             await asyncio.sleep(work)
-        answer = self.apply_write(kind, group, items, create)
+        answer = self.apply_write(kind, group, checked, create)
         if lost_answer:
             raise Drop
         return Answer(200, answer)

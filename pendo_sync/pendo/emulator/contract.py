@@ -30,6 +30,8 @@ _FITS: dict[str, tuple[type, ...]] = {
     "float": (int, float),
     "time": (int,),
 }
+# Classes a list element fits as-is, by element type (null elements are kept as they are).
+_ELEMENT_FITS: dict[str, tuple[type, ...]] = {t: (*fits, type(None)) for t, fits in _FITS.items()}
 _WANTED = {
     "time": "a date-time (epoch milliseconds, or ISO 8601 text)",
     "integer": "an integer",
@@ -55,6 +57,21 @@ def type_error(pendo_type: str, element_type: str, value: Any) -> str | None:
             if problem:
                 return f"list element {problem}"
     return None
+
+
+def _elements_fit(element_type: str, value: list[Any]) -> bool:
+    fits = _ELEMENT_FITS.get(element_type)
+    return fits is None or all(item.__class__ in fits for item in value)
+
+
+@dataclass
+class CheckedWrite:
+    """A write that passed the checks of the whole call: each row's id (in order), the rows whose values
+    fit (id, values, whether any value clears its field) and the row-level errors of the others."""
+
+    ids: list[str]
+    valid: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
 
 
 def _iso_time(value: Any) -> bool:
@@ -211,44 +228,66 @@ class PendoState:
                 self._sorted[kind] = None
 
     # -- the write call ---------------------------------------------------------------------------
-    def check_write(self, kind: str, group: str, items: Any) -> Answer | None:
-        """The 400 a malformed or unmapped write gets (nothing of it is applied), or None."""
+    def check_write(self, kind: str, group: str, items: Any) -> Answer | CheckedWrite:
+        """One pass over a write: the 400 a malformed or unmapped body gets (nothing of it is applied), or
+        the rows whose values fit and the row-level errors of the rest. Runs outside the lock, so other
+        calls proceed meanwhile. Rows alike in field names and value classes share one plan (which values
+        need a closer look: lists, text in a non-string field, nulls), so a row costs a lookup."""
         id_key = ID_KEYS[kind]
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get(id_key), str) and isinstance(i.get("values"), dict)
-            for i in items
-        ):
-            return Answer(
-                400, {"error": f"body must be a JSON array of {{{id_key!r}: string, 'values': object}}"}
-            )
-        fields = self.fields[kind][group]
+        malformed = Answer(
+            400, {"error": f"body must be a JSON array of {{{id_key!r}: string, 'values': object}}"}
+        )
+        if items.__class__ is not list:
+            return malformed
+        fields = {name: f for name, f in self.fields[kind][group].items() if not f["isDeleted"]}
+        plans: dict[tuple[tuple[str, ...], tuple[type, ...]], tuple[str, ...]] = {}
+        checked = CheckedWrite(ids=[])
         for item in items:
-            for name in item["values"]:
-                if name not in fields or fields[name]["isDeleted"]:
-                    return Answer(400, {"error": f"field {name!r} is not mapped for {kind} {group}"})
-        return None
-
-    def apply_write(self, kind: str, group: str, items: list[dict[str, Any]], create: bool) -> dict[str, Any]:
-        """Apply a checked write; the 200 answer: updated, missing ids, row-level type errors."""
-        id_key = ID_KEYS[kind]
-        types = {name: (f["Type"], f["ElementType"]) for name, f in self.fields[kind][group].items()}
-        errors: list[dict[str, str]] = []
-        valid: list[tuple[str, dict[str, Any]]] = []
-        for item in items:  # type checks outside the lock: other calls proceed meanwhile
-            rid, values = item[id_key], item["values"]
-            for name, value in values.items():
-                problem = type_error(*types[name], value)
-                if problem:
-                    errors.append({"id": rid, "field": name, "error": problem})
-                    break
+            if item.__class__ is not dict:
+                return malformed
+            rid, values = item.get(id_key), item.get("values")
+            if rid.__class__ is not str or values.__class__ is not dict:
+                return malformed
+            checked.ids.append(rid)
+            shape = (tuple(values), tuple(map(type, values.values())))
+            look = plans.get(shape)
+            if look is None:
+                unmapped = [name for name in shape[0] if name not in fields]
+                if unmapped:
+                    return Answer(400, {"error": f"field {unmapped[0]!r} is not mapped for {kind} {group}"})
+                look = plans[shape] = tuple(
+                    name
+                    for name, cls in zip(*shape, strict=True)
+                    if cls not in _FITS.get(fields[name]["Type"], ()) or cls is list
+                )
+            problem: tuple[str, str] | None = None
+            clears = False
+            for name in look:
+                value, pendo_type = values[name], fields[name]["Type"]
+                element_type = fields[name]["ElementType"]
+                if value.__class__ is list and pendo_type == "list" and _elements_fit(element_type, value):
+                    continue
+                if value is None or (value == "" and pendo_type != "string"):
+                    clears = True  # both forms clear (clear_with: null or empty_string)
+                elif problem is None:
+                    error = type_error(pendo_type, element_type, value)
+                    problem = None if error is None else (name, error)
+            if problem is not None:
+                checked.errors.append({"id": rid, "field": problem[0], "error": problem[1]})
             else:
-                valid.append((rid, values))
+                checked.valid.append((rid, values, clears))
+        return checked
+
+    def apply_write(self, kind: str, group: str, checked: CheckedWrite, create: bool) -> dict[str, Any]:
+        """Apply a checked write; the 200 answer: updated, missing ids, row-level type errors."""
+        errors = checked.errors
         missing: list[str] = []
         updated = 0
         with self.lock:
-            self.received_ids.extend(item[id_key] for item in items)
+            strings = {n for n, f in self.fields[kind][group].items() if f["Type"] == "string"}
+            self.received_ids.extend(checked.ids)
             records = self.store[kind]
-            for rid, values in valid:
+            for rid, values, clears in checked.valid:
                 record = records.get(rid)
                 if record is None:
                     if not create:
@@ -257,11 +296,11 @@ class PendoState:
                     record = records[rid] = {"custom": {}, "agent": {}}
                     self._sorted[kind] = None
                 target = record[group]
-                for name, value in values.items():
-                    if value is None or (value == "" and types[name][0] != "string"):
-                        target.pop(name, None)  # both forms clear (clear_with: null or empty_string)
-                    else:
-                        target[name] = value
+                target.update(values)
+                if clears:
+                    for name, value in values.items():
+                        if value is None or (value == "" and name not in strings):
+                            del target[name]
                 updated += 1
             self._stats["records_updated"] += updated
             self._stats["missing"] += len(missing)
