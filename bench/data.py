@@ -60,9 +60,10 @@ VISITOR_FIELDS: dict[str, dict[str, str]] = {
 }
 
 
-def sync_config(table: str, delivery: dict[str, Any]) -> dict[str, Any]:
-    """The benchmark's sync, as the YAML document pendo_sync.config.parse_config reads."""
-    return {
+def sync_config(table: str, delivery: dict[str, Any], change_log: bool = False) -> dict[str, Any]:
+    """The benchmark's sync, as the YAML document pendo_sync.config.parse_config reads; with change_log,
+    every run also writes what it did per row (README: The change log)."""
+    document: dict[str, Any] = {
         "delivery": delivery,
         "syncs": {
             "bench_visitors": {
@@ -75,9 +76,11 @@ def sync_config(table: str, delivery: dict[str, Any]) -> dict[str, Any]:
                 # Pendo creates visitors it lacks, so every row is confirmed and lands in the ledger.
                 "create_missing": True,
                 "fields": VISITOR_FIELDS,
+                **({"change_log": {"retention_days": 30}} if change_log else {}),
             }
         },
     }
+    return document
 
 
 def emulator_seed() -> dict[str, Any]:

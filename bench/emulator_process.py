@@ -22,18 +22,25 @@ KEY = "emulator-key"
 @dataclass(frozen=True)
 class LatencyModel:
     """What one write call costs in the emulator: fixed_ms + per_record_us * records, and at most
-    max_concurrent calls at once (the next one answers 429 with Retry-After: retry_after_s)."""
+    max_concurrent calls at once (the next one answers 429 with Retry-After: retry_after_s; 0: no limit)."""
 
     fixed_ms: float = 150.0
     per_record_us: float = 20.0
     max_concurrent: int = 16
     retry_after_s: float = 1.0
 
+    @classmethod
+    def none(cls) -> LatencyModel:
+        """No latency and no concurrency limit: what the emulator's own CPU can serve."""
+        return cls(fixed_ms=0.0, per_record_us=0.0, max_concurrent=0)
+
     def describe(self) -> str:
-        return (
-            f"{self.fixed_ms:g} ms per call + {self.per_record_us:g} us per record, "
+        limit = (
             f"{self.max_concurrent} calls at once (429, Retry-After {self.retry_after_s:g} s)"
+            if self.max_concurrent
+            else "no limit on calls at once"
         )
+        return f"{self.fixed_ms:g} ms per call + {self.per_record_us:g} us per record, {limit}"
 
 
 def _free_port() -> int:

@@ -164,7 +164,9 @@ async def _post_all(args: dict[str, Any], bodies: list[bytes]) -> dict[str, Any]
 
 def ceiling(args: dict[str, Any]) -> dict[str, Any]:
     bodies = _bodies(args)
-    return asyncio.run(_post_all(args, bodies))
+    cpu_before = cpu_seconds()
+    result = asyncio.run(_post_all(args, bodies))
+    return {**result, "cpu_s": cpu_seconds() - cpu_before}
 
 
 def main(argv: list[str]) -> int:

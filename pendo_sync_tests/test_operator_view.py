@@ -240,6 +240,25 @@ def test_times_and_clears_go_in_the_form_the_sync_says(duckdb_world: World):
     assert world.emulator.values_of("account", record_id) == {"plan": ""}
 
 
+def test_switching_the_time_format_resends_every_row_in_the_new_form(duckdb_world: World):
+    # A wire setting is part of what was sent: changing it changes every row's sent value.
+    world = duckdb_world
+    world.run(world.spec("accounts"))
+    dated = world.sql("SELECT account_id, renewal_date FROM accounts WHERE renewal_date IS NOT NULL")
+    record_id, renewal = next((i, d) for i, d in dated if world.emulator.values_of("account", i))
+    assert isinstance(world.emulator.values_of("account", record_id)["renewal_date"], int)
+    outcome = world.run(world.spec("accounts", time_format="iso8601"))
+    assert outcome.counts.sent == len(world.sql("SELECT account_id FROM accounts"))
+    assert (
+        world.emulator.values_of("account", record_id)["renewal_date"]
+        == f"{renewal.isoformat()}T00:00:00.000+00:00"
+    )
+    # Back to the default: resent once more, as epoch milliseconds.
+    outcome = world.run(world.spec("accounts"))
+    assert outcome.counts.sent == len(world.sql("SELECT account_id FROM accounts"))
+    assert isinstance(world.emulator.values_of("account", record_id)["renewal_date"], int)
+
+
 def test_run_ends_with_a_summary_of_every_figure(cli):
     code, out, _ = cli("run", "accounts", "--mode", "full")
     lines = out.splitlines()

@@ -151,8 +151,16 @@ def sent_value(
 
 
 def mapping_signature(spec: SyncSpec) -> str:
-    """Part of every hash: a changed mapping (new column, other field or type) makes every row changed."""
-    return "|".join(f"{m.column}>{m.field}:{m.type}:{m.element_type}" for m in spec.fields)
+    """Part of every hash: a changed mapping (new column, other field or type) or a changed wire form of
+    times or clears makes every row changed. The wire forms join only when not the default, so ledgers
+    written before they existed keep their hashes."""
+    signature = "|".join(f"{m.column}>{m.field}:{m.type}:{m.element_type}" for m in spec.fields)
+    default = Wire()
+    if spec.time_format != default.time_format:
+        signature += f"|time_format={spec.time_format}"
+    if spec.clear_with != default.clear_with:
+        signature += f"|clear_with={spec.clear_with}"
+    return signature
 
 
 def row_hash(
