@@ -1,6 +1,6 @@
 """How pendo_sync connects, from the environment (variables.py): the CLI resolves the variables when it
 starts (`Settings.from_env()`, secrets included) and connects with `Settings.warehouse()`, `.state()`
-and `.pendo()`. Dagster's resources take the same variables as `dg.EnvVar`s (defs/resources.py) and
+and `.pendo()`. Dagster's resources take the same variables as `dg.EnvVar`s (dagster/resources.py) and
 connect through the same `connect_*` functions, so a run behaves alike from either.
 """
 

@@ -1,5 +1,5 @@
 """The one place pendo_sync reads its environment: every variable it takes, what it means, and its default.
-(settings.py turns them into connections; defs/env.py into Dagster's EnvVars.)"""
+(settings.py turns them into connections; dagster/env.py into Dagster's EnvVars.)"""
 
 from __future__ import annotations
 

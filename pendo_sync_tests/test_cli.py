@@ -167,3 +167,22 @@ def test_check_says_how_many_ids_are_duplicated(cli, duckdb_world: World, tmp_pa
         "; 2 ids are carried by more than one row and will be rejected until one row carries each (make "
         "account_id unique)"
     )
+
+
+def test_dev_points_dagster_at_the_emulator_on_the_port_it_was_given(tmp_path, monkeypatch):
+    # `pendo-sync dev --port N` starts the emulator on N; Dagster's resources must call it there.
+    import socket
+    import subprocess
+
+    from pendo_sync.demo import run as demo_run
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("PENDO_SYNC_HOME", str(tmp_path))
+    monkeypatch.delenv("PENDO_BASE_URL", raising=False)
+    monkeypatch.delenv("PENDO_SYNC_WAREHOUSE_URL", raising=False)
+    launched: list[dict[str, str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda argv, cwd, env: launched.append(env) or 0)
+    assert demo_run.run_dev(port) == 0
+    assert launched[0]["PENDO_BASE_URL"] == f"http://127.0.0.1:{port}"

@@ -188,6 +188,7 @@ def run_dev(port: int = 8765) -> int:
     project = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PENDO_SYNC_HOME=str(home), DAGSTER_HOME=str(dagster_home), VIRTUAL_ENV=sys.prefix)
     with EmulatorServer(emulator, port=port) as server:
+        env.setdefault(variables.PENDO_BASE_URL.name, server.base_url)  # where Dagster's resources call Pendo
         print(f"Pendo emulator at {server.base_url}; starting the Dagster UI on http://127.0.0.1:3000")
         try:
             return subprocess.call([str(Path(sys.executable).parent / "dg"), "dev"], cwd=project, env=env)
