@@ -35,6 +35,9 @@ def fingerprints(values: Any) -> str:
     return ",".join(format(zlib.crc32(repr(v).encode()), "08x") for v in values)
 
 
+MAX_PLANS = 4096  # plans kept by an encoder: memory bounded whatever the table (invariant 3)
+
+
 class RecordEncoder:
     """Coerces one row's values to its fields' Pendo types and encodes the record Pendo expects.
 
@@ -55,6 +58,8 @@ class RecordEncoder:
 
     def _plan(self, classes: tuple[type, ...]) -> tuple[int, ...]:
         plan = tuple(i for i, cls in enumerate(classes) if cls not in self._as_is[i])
+        if len(self._plans) >= MAX_PLANS:  # each pattern of NULLs is a class tuple: 2^columns of them
+            self._plans.clear()
         self._plans[classes] = plan
         return plan
 

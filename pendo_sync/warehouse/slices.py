@@ -19,7 +19,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.errors import UsageError
-from pendo_sync.pendo.types import Wire, database_conversion
+from pendo_sync.pendo.types import Wire, coercer_for, database_conversion
 
 # Text of any length, for ids and hashed values: unbounded TEXT on PostgreSQL and DuckDB (a CAST to
 # VARCHAR(n) truncates silently, so a change past the n-th character would go unseen). Redshift's TEXT is
@@ -122,12 +122,27 @@ def _epoch_millis_as_is(element: EpochMillis, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(list(element.clauses)[0], **kw))
 
 
+def _finite_or_bounds(column: str, is_date: bool, millis: str) -> str:
+    """`millis` for a finite value; for 'infinity' and '-infinity' what Python sends for the value the
+    drivers hand over (datetime.max and .min, date.max and .min), never NULL or an error; NULL stays NULL."""
+    to_time = coercer_for("time")
+    if is_date:
+        latest, earliest = dt.datetime.combine(dt.date.max, dt.time()), dt.datetime.min
+    else:
+        latest, earliest = dt.datetime.max, dt.datetime.min
+    return (
+        f"CASE WHEN isfinite({column}) THEN {millis} WHEN {column} > CAST('epoch' AS DATE) "
+        f"THEN {to_time(latest)} WHEN {column} < CAST('epoch' AS DATE) THEN {to_time(earliest)} END"
+    )
+
+
 @compiles(EpochMillis, "postgresql")
 def _epoch_millis_postgresql(element: EpochMillis, compiler: Any, **kw: Any) -> str:
     column = compiler.process(list(element.clauses)[0], **kw)
     if (compiler.dialect.server_version_info or (0,)) < (14,):  # EXTRACT gave a double: not exact
         return str(column)
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) * 1000) AS BIGINT)"
+    millis = f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) * 1000) AS BIGINT)"
+    return _finite_or_bounds(column, element.is_date, millis)
 
 
 @compiles(EpochMillis, "duckdb")
@@ -135,7 +150,8 @@ def _epoch_millis_duckdb(element: EpochMillis, compiler: Any, **kw: Any) -> str:
     column = compiler.process(list(element.clauses)[0], **kw)
     micros = f"epoch_us(CAST({column} AS TIMESTAMP))" if element.is_date else f"epoch_us({column})"
     # `//` and `%` truncate toward zero: take the remainder's positive form off before dividing.
-    return f"(({micros} - ((({micros}) % 1000 + 1000) % 1000)) // 1000)"
+    millis = f"(({micros} - ((({micros}) % 1000 + 1000) % 1000)) // 1000)"
+    return _finite_or_bounds(column, element.is_date, millis)
 
 
 def sent_value(
@@ -253,7 +269,7 @@ def stream_tuples(
                 yield rows
             return
         name = f"pendo_sync_{uuid.uuid4().hex[:16]}"
-        conn.exec_driver_sql(f"DECLARE {name} NO SCROLL CURSOR FOR {sql}", params)
+        conn.exec_driver_sql(f"DECLARE {name} CURSOR FOR {sql}", params)
         while rows := conn.exec_driver_sql(f"FETCH FORWARD {int(chunk_rows)} FROM {name}").cursor.fetchall():
             yield rows
         conn.exec_driver_sql(f"CLOSE {name}")

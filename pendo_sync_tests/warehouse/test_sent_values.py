@@ -69,6 +69,30 @@ def test_the_databases_epoch_milliseconds_are_pythons(world: World):
         }, moment
 
 
+def test_infinite_times_go_as_the_drivers_bounds_not_null_and_not_an_error(world: World):
+    # 'infinity' is common in history tables (valid_to); both drivers hand it over as datetime.max/.min.
+    world.sql(
+        "CREATE TABLE moments (visitor_id VARCHAR(16) PRIMARY KEY, naive TIMESTAMP, zoned TIMESTAMPTZ, day DATE)"
+    )
+    world.sql("INSERT INTO moments VALUES ('up', 'infinity', 'infinity', 'infinity')")
+    world.sql("INSERT INTO moments VALUES ('down', '-infinity', '-infinity', '-infinity')")
+    world.sql("INSERT INTO moments VALUES ('none', NULL, NULL, NULL)")
+    for name in ("naive", "zoned", "day"):
+        world.emulator.add_field("visitor", "custom", name, "time")
+    world.emulator.add_ids("visitor", ["up", "down", "none"])
+    assert world.run(SPEC).counts["confirmed"] == 3
+    to_time = coercer_for("time")
+    latest, earliest = to_time(dt.datetime.max), to_time(dt.datetime.min)
+    last_day = to_time(dt.datetime.combine(dt.date.max, dt.time()))
+    assert world.emulator.values_of("visitor", "up") == {"naive": latest, "zoned": latest, "day": last_day}
+    assert world.emulator.values_of("visitor", "down") == {
+        "naive": earliest,
+        "zoned": earliest,
+        "day": earliest,
+    }
+    assert world.emulator.values_of("visitor", "none") == {}  # NULL stays NULL: nothing set
+
+
 def compiled(dialect: sa.engine.Dialect) -> str:
     return str(sa.select(EpochMillis(sa.column("t"), is_date=False)).compile(dialect=dialect))
 
@@ -80,4 +104,8 @@ def test_where_it_cannot_be_exact_the_column_comes_as_it_is():
     new.server_version_info = (15, 2)
     assert compiled(RedshiftDialect_psycopg2()) == "SELECT t AS epoch_millis_1"
     assert compiled(old) == "SELECT t AS epoch_millis_1"
-    assert compiled(new) == "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM t) * 1000) AS BIGINT) AS epoch_millis_1"
+    assert compiled(new) == (
+        "SELECT CASE WHEN isfinite(t) THEN CAST(FLOOR(EXTRACT(EPOCH FROM t) * 1000) AS BIGINT) "
+        "WHEN t > CAST('epoch' AS DATE) THEN 253402300799999 "
+        "WHEN t < CAST('epoch' AS DATE) THEN -62135596800000 END AS epoch_millis_1"
+    )

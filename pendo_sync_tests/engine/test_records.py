@@ -1,0 +1,25 @@
+"""The record encoder's plans (one per pattern of value classes) stay bounded whatever the table."""
+
+from __future__ import annotations
+
+import itertools
+
+from pendo_sync.config import FieldMapping, SyncSpec
+from pendo_sync.engine.records import MAX_PLANS, RecordEncoder
+
+COLUMNS = [f"c{i}" for i in range(13)]  # 2^13 patterns of NULLs: more than the plans an encoder keeps
+SPEC = SyncSpec(
+    name="wide",
+    kind="visitor",
+    group="custom",
+    id_column="visitor_id",
+    table="wide",
+    fields=tuple(FieldMapping(c, c, "integer") for c in COLUMNS),
+)
+
+
+def test_plans_of_every_null_pattern_stay_bounded_and_coerce_alike():
+    encoder = RecordEncoder(SPEC)
+    for pattern in itertools.product((None, "7"), repeat=len(COLUMNS)):
+        assert list(encoder.values(pattern)) == [None if v is None else 7 for v in pattern]
+    assert len(encoder._plans) <= MAX_PLANS
