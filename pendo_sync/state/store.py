@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pendo_sync.outcome import Reject, RunCounts
@@ -96,7 +97,21 @@ class BatchWriter:
     def record_batch(
         self, sync_name: str, version: int, run_id: str, batch: BatchOutcome, counts: RunCounts | None = None
     ) -> None:
+        """One batch's outcome in its own transaction. A connection the server dropped since the last batch
+        (a restart, an idle timeout) is replaced once: its transaction wrote nothing, so it is done again."""
+        try:
+            self._write(sync_name, version, run_id, batch, counts)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            self.close()
+            self._write(sync_name, version, run_id, batch, counts)
+
+    def _write(
+        self, sync_name: str, version: int, run_id: str, batch: BatchOutcome, counts: RunCounts | None
+    ) -> None:
         if self._conn is None or self._conn.invalidated:
+            self.close()
             self._conn = self.store.engine.connect()
         with self._conn.begin():
             self.store.write_batch(self._conn, sync_name, version, run_id, batch, counts)

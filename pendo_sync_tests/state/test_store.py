@@ -115,3 +115,28 @@ def test_ids_and_reasons_with_tabs_newlines_and_backslashes_are_stored_as_they_a
     store.record_batch("visitors", v1, "r1", confirmed=[("bad\tid", "h9")], new_ids={"bad\tid"})
     assert store.rejects.outstanding("visitors") == []
     assert store.ledger.rows("visitors")["bad\tid"] == "h9"
+
+
+@pytest.mark.postgres
+def test_the_run_writer_reconnects_once_when_the_server_dropped_its_connection(pg_url: str, pg_admin) -> None:
+    # One connection serves a run's batch writes; an idle disconnect between two slow batches (a restarted
+    # server, a proxy's idle timeout) must cost a reconnect, not the run.
+    from pendo_sync.state.ledger import BatchOutcome
+
+    store = StateStore(make_engine(pg_url), "pendo_sync")
+    store.ensure_schema()
+    version = store.versions.begin("accounts", "run-1", "full", None)
+    writer = store.batch_writer()
+    writer.record_batch("accounts", version, "run-1", BatchOutcome(confirmed=[("a", "h1")]))
+    database = pg_url.rsplit("/", 1)[1]
+    with pg_admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :d AND pid <> pg_backend_pid()"
+            ),
+            {"d": database},
+        )
+    writer.record_batch("accounts", version, "run-1", BatchOutcome(confirmed=[("b", "h2")]))
+    writer.close()
+    assert store.ledger.rows("accounts") == {"a": "h1", "b": "h2"}
