@@ -116,6 +116,10 @@ class SyncSpec:
     change_log_retention_days: int | None = None  # change_log: {retention_days: N}; None: no change log
 
     @property
+    def logs_changes(self) -> bool:
+        return self.change_log_retention_days is not None
+
+    @property
     def id_key(self) -> str:
         """The JSON key Pendo uses for this kind's id."""
         return "visitorId" if self.kind == "visitor" else "accountId"

@@ -49,7 +49,8 @@ DUCKDB_JOIN_ROWS = 1_000_000
 # A changed row is the driver's own tuple, in ChangeSetSQL.rows order: no object per row (a sync reads
 # a million rows a minute, and an object each cost a tenth of its time). ROW_PREV is the ledger's hash:
 # None when the ledger lacks the id, so confirming it needs no delete. ROW_RETRY is 1 when an earlier run
-# rejected the row. The mapped values follow from ROW_VALUES on, in spec.fields order.
+# rejected the row. The mapped values follow from ROW_VALUES on, in spec.fields order; with a change log,
+# the fields' fingerprints come last (diff.py FIELDS_COL).
 ROW_ID, ROW_HASH, ROW_PREV, ROW_RETRY, ROW_VALUES = range(5)
 ChangedRow = tuple[Any, ...]
 
@@ -85,7 +86,12 @@ class ChangeSet:
         self.missing_since = utcnow() - dt.timedelta(seconds=self.spec.missing_retry_seconds)
         self.fresh = self.state.ledger.is_fresh(self.spec.name)
         self.sql = ChangeSetSQL(
-            self.spec, self.window, self.column_types, self.duplicated_ids > 0, self.full_refresh
+            self.spec,
+            self.window,
+            self.column_types,
+            self.duplicated_ids > 0,
+            self.full_refresh,
+            fingerprints=self.spec.logs_changes,
         )
         self.reader: _Reader = _JoinInWarehouse(self) if self.ledger_in_warehouse else _Streamed(self)
 

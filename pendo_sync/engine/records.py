@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,12 +28,6 @@ def _dumps(value: Any) -> bytes:
         raise CoercionError(f"cannot be sent as JSON: {exc}") from None
 
 
-def fingerprints(values: Any) -> str:
-    """A short fingerprint of each value, comma-joined: the change log compares them to name the fields
-    that changed (crc32 of the value's repr: stable across processes, unlike hash())."""
-    return ",".join(format(zlib.crc32(repr(v).encode()), "08x") for v in values)
-
-
 MAX_PLANS = 4096  # plans kept by an encoder: memory bounded whatever the table (invariant 3)
 
 
@@ -45,9 +38,10 @@ class RecordEncoder:
     need coercing (a value whose class is already its Pendo type's, pendo/types.py `passes_as_is`, goes
     as it is), so a row whose values are all in form costs a lookup, a dict and the JSON encoding."""
 
-    def __init__(self, spec: SyncSpec, fingerprint: bool = False) -> None:
+    def __init__(self, spec: SyncSpec, fingerprints: bool = False) -> None:
         self.spec = spec
-        self.fingerprint = fingerprint
+        self.fingerprints = fingerprints  # rows carry the fields' fingerprints last (the change log)
+        self._end = ROW_VALUES + len(spec.fields)
         self.id_key = spec.id_key
         self.wire = Wire(spec.time_format, spec.clear_with)
         self._columns = [m.column for m in spec.fields]
@@ -82,16 +76,20 @@ class RecordEncoder:
         return coerced
 
     def encode(
-        self, record_id: str | None, row_hash: str, values: tuple[Any, ...], new: bool = False
+        self,
+        record_id: str | None,
+        row_hash: str,
+        values: tuple[Any, ...],
+        new: bool = False,
+        fields: str = "",
     ) -> Record:
         """The record for a row, or CoercionError naming the column, the field and the value."""
         if not record_id or len(record_id) > MAX_ID_LENGTH:
             raise CoercionError(self._bad_id(record_id))
         payload = dict(zip(self._names, self.values(values), strict=True))
-        encoded = _dumps({self.id_key: record_id, "values": payload})
-        if self.fingerprint:
-            return Record(record_id, row_hash, encoded, new=new, fields=fingerprints(payload.values()))
-        return Record(record_id, row_hash, encoded, new=new)
+        return Record(
+            record_id, row_hash, _dumps({self.id_key: record_id, "values": payload}), new=new, fields=fields
+        )
 
     def into_batches(self, rows: Iterable[ChangedRow], batcher: Batcher) -> tuple[list[Batch], list[Reject]]:
         """Encode a chunk of changed rows into the batcher, record by record (a record's JSON goes into
@@ -99,10 +97,13 @@ class RecordEncoder:
         more to allocate than to encode); the batches filled, and the rows rejected as invalid."""
         full: list[Batch] = []
         invalid: list[Reject] = []
-        encode, add = self.encode, batcher.add
+        encode, add, end, fingerprints = self.encode, batcher.add, self._end, self.fingerprints
         for row in rows:
             try:
-                record = encode(row[ROW_ID], row[ROW_HASH], row[ROW_VALUES:], row[ROW_PREV] is None)
+                fields = row[end] if fingerprints else ""
+                record = encode(
+                    row[ROW_ID], row[ROW_HASH], row[ROW_VALUES:end], row[ROW_PREV] is None, fields
+                )
             except CoercionError as exc:
                 invalid.append(Reject(row[ROW_ID] or "(empty id)", row[ROW_HASH], "invalid", str(exc)))
                 continue

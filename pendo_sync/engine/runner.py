@@ -81,8 +81,8 @@ class Runner:
         self.run_id, self.settings, self.with_deletes = run_id, settings, with_deletes
         self.progress = progress
         self.progress_every = progress_every_seconds or settings.progress_every_seconds
-        self.log = spec.change_log_retention_days is not None  # the change log: opt-in, per sync
-        self.encoder = RecordEncoder(spec, fingerprint=self.log)
+        self.log = spec.logs_changes  # the change log: opt-in, per sync
+        self.encoder = RecordEncoder(spec, fingerprints=self.log)
         self.counts = RunCounts()
         self.reject_sample: dict[str, list[Reject]] = {}
         self.stopped_early = False

@@ -29,9 +29,10 @@ def insert_columns(
     backend = backend_of(conn.engine)
     if backend == "duckdb":
         # DuckDB's executemany runs row by row, and SQLAlchemy spends ~100 us a row compiling a
-        # multi-VALUES statement; one list per column, unnested side by side, is one cheap statement.
-        marks = ", ".join(["unnest(?)"] * len(columns) + ["?"] * len(constants))
-        conn.exec_driver_sql(f"{into} SELECT {marks}", (*map(list, columns.values()), *constants.values()))
+        # multi-VALUES statement; one value per column, unnested side by side, is one cheap statement.
+        picks, values = zip(*map(_duckdb_column, columns.values()), strict=True)
+        marks = ", ".join([*picks, *["?"] * len(constants)])
+        conn.exec_driver_sql(f"{into} SELECT {marks}", (*values, *constants.values()))
     elif backend == "postgresql" and conn.dialect.driver == "psycopg2":
         # COPY: 2 us a ledger row in Python and 7 us in all here, against 31 us for multi-row INSERTs
         # (the index included); it runs in the batch's transaction like any statement.
@@ -54,6 +55,19 @@ def insert_columns(
                 f"{into} VALUES " + ", ".join([row_marks] * len(chunk)),
                 tuple(value for row in chunk for value in (*row, *fixed)),
             )
+
+
+_UNIT = "\x1f"  # ASCII's unit separator
+
+
+def _duckdb_column(values: Sequence[Any]) -> tuple[str, Any]:
+    """A column as DuckDB takes it in one bound value: text joined by a separator none of it holds, split
+    again by DuckDB (a tenth of the cost of binding a list, 0.5 us an item), else a list."""
+    if set(map(type, values)) == {str}:
+        joined = _UNIT.join(values)
+        if joined.count(_UNIT) == len(values) - 1:
+            return "unnest(string_split(?, chr(31)))", joined
+    return "unnest(?)", list(values)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -152,41 +152,49 @@ class Ledger:
         now: dt.datetime,
     ) -> None:
         """One change-log row per row of the batch: confirmed upserts with the fields that changed, clears,
-        and rejects with their reason."""
-        ids: list[str] = []
-        operations: list[str] = []
-        outcomes: list[str] = []
-        reasons: list[str | None] = []
-        changed: list[str | None] = []
-        for (record_id, _), fingerprints in zip(batch.confirmed, batch.field_hashes, strict=True):
-            ids.append(record_id)
-            operations.append("upsert")
-            outcomes.append("confirmed")
-            reasons.append(None)
-            before = previous.get(record_id)
-            changed.append("*" if before is None else changed_fields(batch.fields, before, fingerprints))
-        for record_id in batch.cleared:
-            ids.append(record_id)
-            operations.append("clear")
-            outcomes.append("confirmed")
-            reasons.append(None)
-            changed.append("*")
-        for reject in batch.rejects:
-            ids.append(reject.record_id)
-            operations.append(reject.op)
-            outcomes.append(reject.kind)
-            reasons.append(reject.reason[:1024])
-            changed.append(None)
-        log = self.tables.change_log
-        columns: dict[str, Sequence[Any]] = {
-            "record_id": ids,
-            "operation": operations,
-            "outcome": outcomes,
-            "reason": reasons,
-            "changed_fields": changed,
-        }
-        constants = {"sync_name": sync_name, "run_id": run_id, "version": version, "logged_at": now}
-        insert_columns(conn, log, self.tables.quoted(conn, log), columns, constants)
+        and rejects with their reason (an insert for each, what all its rows share given once)."""
+        log, fields = self.tables.change_log, batch.fields
+        quoted = self.tables.quoted(conn, log)
+        shared = {"sync_name": sync_name, "run_id": run_id, "version": version, "logged_at": now}
+        confirmed = {**shared, "outcome": "confirmed", "reason": None}
+        upsert = {**confirmed, "operation": "upsert"}
+        # Ids the ledger lacked (all of a first sync's): every field is new, one constant '*'.
+        new = [rid for rid, _ in batch.confirmed if rid not in previous]
+        insert_columns(conn, log, quoted, {"record_id": new}, {**upsert, "changed_fields": "*"})
+        if previous:
+            replaced = [
+                (rid, after)
+                for (rid, _), after in zip(batch.confirmed, batch.field_hashes, strict=True)
+                if rid in previous
+            ]
+            changed = [changed_fields(fields, previous[rid], after) for rid, after in replaced]
+            insert_columns(
+                conn,
+                log,
+                quoted,
+                {"record_id": [rid for rid, _ in replaced], "changed_fields": changed},
+                upsert,
+            )
+        insert_columns(
+            conn,
+            log,
+            quoted,
+            {"record_id": batch.cleared},
+            {**confirmed, "operation": "clear", "changed_fields": "*"},
+        )
+        rejects = batch.rejects
+        insert_columns(
+            conn,
+            log,
+            quoted,
+            {
+                "record_id": [r.record_id for r in rejects],
+                "operation": [r.op for r in rejects],
+                "outcome": [r.kind for r in rejects],
+                "reason": [r.reason[:1024] for r in rejects],
+            },
+            {**shared, "changed_fields": None},
+        )
 
     def prune_change_log(self, sync_name: str, older_than: dt.datetime) -> int:
         log = self.tables.change_log

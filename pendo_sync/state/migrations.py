@@ -81,10 +81,19 @@ def _reject_history_and_change_log(conn: Connection, tables: StateTables) -> Non
                 )
 
 
+def _fingerprints_from_the_database(conn: Connection, tables: StateTables) -> None:
+    """Field fingerprints are computed by the database now (warehouse/slices.py), not in Python: the ones
+    kept would match none of the new, so they are forgotten (the next change of each row is logged as
+    every field changed, '*', which is what the log says where it does not know)."""
+    ledger = tables.ledger
+    conn.execute(sa.update(ledger).where(ledger.c.field_hashes.is_not(None)).values(field_hashes=None))
+
+
 MIGRATIONS = (
     Migration(2, "a column for every run figure", _add_figures),
     Migration(3, "one ledger row per (sync, id)", _one_ledger_row_per_id),
     Migration(4, "reject history, field fingerprints and the change log", _reject_history_and_change_log),
+    Migration(5, "field fingerprints computed by the database", _fingerprints_from_the_database),
 )
 LATEST = MIGRATIONS[-1].version
 

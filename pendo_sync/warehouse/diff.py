@@ -28,6 +28,7 @@ from pendo_sync.warehouse.slices import (
     TEXT,
     Slice,
     fetch_tuples,
+    field_fingerprints,
     id_text,
     row_hash,
     sent_value,
@@ -38,6 +39,7 @@ from pendo_sync.warehouse.slices import (
 PREV_COL = "__pendo_prev"  # the ledger's hash (NULL: the ledger lacks the id; UNKNOWN_PREV: not looked up)
 RETRY_COL = "__pendo_retry"  # 1: an outstanding reject this run retries
 HELD_COL = "__pendo_held"  # the hash Pendo recently reported missing: not sent again yet
+FIELDS_COL = "__pendo_fields"  # with a change log: each mapped value's fingerprint (slices.py)
 UNKNOWN_PREV = "?"
 # DuckDB's row number of a table row: `WHERE rowid BETWEEN a AND b` reads only the row groups that hold it.
 ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())
@@ -67,9 +69,11 @@ class ChangeSetSQL:
         column_types: dict[str, str] | None,
         exclude_duplicates: bool = False,
         full_refresh: bool = False,
+        fingerprints: bool = False,
     ) -> None:
         self.spec, self.window, self.column_types = spec, window, column_types
         self.exclude_duplicates, self.full_refresh = exclude_duplicates, full_refresh
+        self.fingerprints = fingerprints  # the change log's: a last column after the mapped values
 
     # -- the source's rows -----------------------------------------------------------------------------
     def source_rows(
@@ -79,7 +83,7 @@ class ChangeSetSQL:
         rowids: tuple[int, int] | None = None,
         ids: Sequence[str] | None = None,
     ) -> sa.Subquery:
-        """The slice's rows, hashed: id, hash, retry, held, mapped values. With `retry` (the rejects' flags)
+        """The slice's rows, hashed: id, hash, retry, held, mapped values (and fingerprints). With `retry` (the rejects' flags)
         also every row to retry outside the slice; with `ids`, only those ids' rows outside the slice (the
         retries of a separate state database); with `part` or `rowids`, only those."""
         rel = source_relation(self.spec)
@@ -95,6 +99,8 @@ class ChangeSetSQL:
                 held.label(HELD_COL),
                 *[sent_value(rel, m, types.get(m.column), wire) for m in self.spec.fields],
             ]
+            if self.fingerprints:
+                columns.append(field_fingerprints(rel, self.spec, self.column_types).label(FIELDS_COL))
             stmt = sa.select(*columns).select_from(from_)
             if self.exclude_duplicates:
                 dups = self.duplicate_ids().subquery("dup")
@@ -125,13 +131,14 @@ class ChangeSetSQL:
         return sa.union_all(in_slice, retried).subquery("h")
 
     def rows(self, hashed: sa.Subquery, prev: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
-        """Columns in ChangedRow order: id, hash, prev, retry, mapped values."""
+        """Columns in ChangedRow order: id, hash, prev, retry, mapped values (and fingerprints)."""
         return sa.select(
             hashed.c[ID_COL],
             hashed.c[HASH_COL],
             (sa.literal(UNKNOWN_PREV) if prev is None else prev).label(PREV_COL),
             hashed.c[RETRY_COL],
             *[hashed.c[m.column] for m in self.spec.fields],
+            *([hashed.c[FIELDS_COL]] if self.fingerprints else []),
         )
 
     # -- the diff, where the ledger is in the warehouse -----------------------------------------------

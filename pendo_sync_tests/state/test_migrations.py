@@ -4,6 +4,8 @@ version."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlalchemy as sa
 
 from pendo_sync.state import migrations
@@ -77,3 +79,22 @@ def test_a_new_install_starts_at_the_latest_version_and_migrates_once(world: Wor
     ))  # fmt: skip
     StateStore(world.engine, "pendo_sync").ensure_schema()
     assert applied == []
+
+
+def test_fingerprints_kept_before_the_database_computed_them_are_forgotten(world: World):
+    logged = dataclasses.replace(world.spec("accounts"), change_log_retention_days=30)
+    world.run(logged)
+    ((account,),) = world.sql("SELECT min(record_id) FROM pendo_sync.ledger")
+    # What version 4 kept: a crc32 of each coerced value's repr, made in Python.
+    world.sql("UPDATE pendo_sync.ledger SET field_hashes = :f", f=",".join(["0badf00d"] * len(logged.fields)))
+    world.sql("UPDATE pendo_sync.schema_info SET version = 4")
+    StateStore(make_engine(world.url), "pendo_sync").ensure_schema()
+
+    assert world.sql("SELECT count(*) FROM pendo_sync.ledger WHERE field_hashes IS NOT NULL") == [(0,)]
+    world.sql("UPDATE accounts SET plan = 'changed' WHERE account_id = :a", a=account)
+    second = world.run(logged)
+    assert world.sql(
+        "SELECT changed_fields FROM pendo_sync.change_log WHERE record_id = :a AND version = :v",
+        a=account,
+        v=second.version,
+    ) == [("*",)]  # not known: not every field named

@@ -263,6 +263,7 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
     only_known = dataclasses.replace(
         visitors, name="known_visitors", existing_ids_only=True, existing_id_length=36
     )
+    logged = dataclasses.replace(accounts, name="accounts_logged", change_log_retention_days=30)
 
     # Discovery (`pendo-sync discover`, the preflight) and `pendo-sync check` (a dry run).
     discover(world.engine)
@@ -275,6 +276,7 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
     run_like_dagster(world, quoted, mode="full")
     run_like_dagster(world, quoted, mode="incremental")
     run_like_dagster(world, only_known, mode="full")
+    run_like_dagster(world, logged, mode="full")
     world.run("accounts", mode="incremental")
     world.run("accounts", mode="backfill", window=(dt.datetime(2026, 10, 5), dt.datetime(2026, 10, 12)))
 
@@ -295,6 +297,7 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
     gone = [i for i in visitor_ids if world.emulator.values_of("visitor", i) is not None][:2]
     world.sql("DELETE FROM visitors WHERE visitor_id IN (:a, :b)", a=gone[0], b=gone[1])
     assert world.run("accounts").counts["cleared"] == 2
+    assert run_like_dagster(world, logged, mode="full").counts["cleared"] == 2  # the change log's fields
     assert run_like_dagster(world, visitors, mode="full").counts["deleted"] == 2
     world.run("visitors", full_refresh=True)
 
@@ -371,7 +374,8 @@ EXPECTED_CALLERS = {
     "hashes", "flags_of", "retry_ids", "rejected_ids", "ids", "revert_plan", "revert", "clear_pendo_ids",
     "add_pendo_ids", "pendo_ids_among", "is_fresh", "discover", "describe_source", "max_replication_key",
     "count_changed", "count_not_in_pendo", "changed_rows", "deleted_ids", "vanished_rejects", "duplicates",
-    "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after",
+    "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after", "_field_hashes", "_log",
+    "prune_change_log",
 }  # fmt: skip
 
 
