@@ -179,20 +179,41 @@ def mapping_signature(spec: SyncSpec) -> str:
     return signature
 
 
+class Joined(sa.sql.functions.FunctionElement[str]):
+    """Texts (none NULL) joined by a separator: CONCAT_WS where the database has it (DuckDB takes a third
+    of the time of a chain of ||, and the text is the same), else a chain of || (Redshift)."""
+
+    name = "joined"
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(Joined)
+def _joined_by_pipes(element: Joined, compiler: Any, **kw: Any) -> str:
+    sep, *texts = element.clauses
+    expr = texts[0]
+    for text in texts[1:]:
+        expr = expr.op("||")(sep).op("||")(text)
+    return str(compiler.process(expr, **kw))
+
+
+@compiles(Joined, "duckdb")
+@compiles(Joined, "postgresql")
+def _joined_by_concat_ws(element: Joined, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(sa.func.concat_ws(*element.clauses), **kw))
+
+
 def row_hash(
     relation: sa.FromClause, spec: SyncSpec, column_types: dict[str, str] | None = None
 ) -> sa.ColumnElement[str]:
     """md5 of the whole text of every mapped value, computed by the database where the rows live (md5 and
     chr exist on all three)."""
-    sep, null = sa.func.chr(31), sa.func.chr(30)
-    parts: list[sa.ColumnElement[Any]] = [sa.cast(sa.literal(mapping_signature(spec)), TEXT)]
+    null = sa.func.chr(30)
+    texts: list[sa.ColumnElement[Any]] = [sa.cast(sa.literal(mapping_signature(spec)), TEXT)]
     for mapping in spec.fields:
         value = _as_text(relation.c[mapping.column], (column_types or {}).get(mapping.column))
-        parts += [sep, sa.func.coalesce(value, null)]
-    expr = parts[0]
-    for part in parts[1:]:
-        expr = expr.op("||")(part)
-    return sa.func.md5(expr)
+        texts.append(sa.func.coalesce(value, null))
+    return sa.func.md5(Joined(sa.func.chr(31), *texts))
 
 
 class FieldFingerprints(sa.sql.functions.FunctionElement[str]):
@@ -216,24 +237,24 @@ def _pairs(element: FieldFingerprints) -> list[tuple[Any, Any]]:
 
 @compiles(FieldFingerprints)
 def _fingerprints_md5(element: FieldFingerprints, compiler: Any, **kw: Any) -> str:
-    sep = sa.literal(",", sa.String())
     parts = [sa.func.left(sa.func.md5(text), 8) for text, _ in _pairs(element)]
-    expr: sa.ColumnElement[Any] = parts[0]
-    for part in parts[1:]:  # Redshift's CONCAT takes two arguments
-        expr = expr.op("||")(sep).op("||")(part)
-    return str(compiler.process(expr, **kw))
+    return str(compiler.process(Joined(sa.literal(","), *parts), **kw))
 
 
 @compiles(FieldFingerprints, "postgresql")
 def _fingerprints_postgresql(element: FieldFingerprints, compiler: Any, **kw: Any) -> str:
     parts = [sa.func.to_hex(sa.func.hashtext(text)) for text, _ in _pairs(element)]
-    return str(compiler.process(sa.func.concat_ws(",", *parts), **kw))
+    return str(compiler.process(Joined(sa.literal(","), *parts), **kw))
 
 
 @compiles(FieldFingerprints, "duckdb")
 def _fingerprints_duckdb(element: FieldFingerprints, compiler: Any, **kw: Any) -> str:
-    parts = [sa.func.to_hex(sa.func.hash(value) % 4294967296) for _, value in _pairs(element)]
-    return str(compiler.process(sa.func.concat_ws(",", *parts), **kw))
+    # HASH is a UBIGINT: modulo an untyped parameter DuckDB computes in HUGEINT, three times slower.
+    parts = [
+        f"TO_HEX(HASH({compiler.process(value, **kw)}) % CAST({compiler.process(sa.literal(2**32), **kw)} AS UBIGINT))"
+        for _, value in _pairs(element)
+    ]
+    return f"CONCAT_WS({compiler.process(sa.literal(','), **kw)}, {', '.join(parts)})"
 
 
 def field_fingerprints(

@@ -3,8 +3,13 @@ in the last element of a long list, is a change, and the next run sends it."""
 
 from __future__ import annotations
 
+import hashlib
+
+import sqlalchemy as sa
+
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.warehouse.engines import backend_of
+from pendo_sync.warehouse.slices import row_hash, source_relation
 from pendo_sync_tests.world import World
 
 MEGABYTE = 1_000_000
@@ -46,3 +51,38 @@ def test_a_change_at_the_end_of_a_long_text_or_list_is_sent(world: World):
     assert second.counts["confirmed"] == 2
     assert world.emulator.values_of("visitor", "long-text")["note"][-2:] == "ab"
     assert world.emulator.values_of("visitor", "long-list")["tags"][-1] == "last"
+
+
+def test_the_row_hash_is_the_md5_of_the_same_text_as_every_release_hashed(world: World):
+    """A ledger written by an earlier release must keep matching: the hashed text is the mapping's
+    signature, then each value's text (NULL as chr 30), each after chr 31; however the SQL builds it."""
+    world.sql(
+        "CREATE TABLE hashed (visitor_id VARCHAR(64) PRIMARY KEY, note TEXT, seats INTEGER, paid BOOLEAN)"
+    )
+    world.sql("INSERT INTO hashed VALUES ('v1', 'a,b', 3, true), ('v2', NULL, NULL, false)")
+    spec = SyncSpec(
+        name="hashed",
+        kind="visitor",
+        group="custom",
+        id_column="visitor_id",
+        table="hashed",
+        fields=(
+            FieldMapping("note", "note", "string"),
+            FieldMapping("seats", "seats", "integer"),
+            FieldMapping("paid", "paid", "boolean"),
+        ),
+    )
+    rel = source_relation(spec)
+    with world.engine.connect() as conn:
+        got = dict(
+            conn.execute(
+                sa.select(rel.c.visitor_id, row_hash(rel, spec, {"paid": "boolean"})).order_by(
+                    rel.c.visitor_id
+                )
+            ).all()
+        )
+    signature = "note>note:string:|seats>seats:integer:|paid>paid:boolean:"
+    assert got == {
+        "v1": hashlib.md5(f"{signature}\x1fa,b\x1f3\x1ft".encode()).hexdigest(),
+        "v2": hashlib.md5(f"{signature}\x1f\x1e\x1f\x1e\x1ff".encode()).hexdigest(),
+    }
