@@ -156,6 +156,8 @@ _TOP_KEYS = {
     "delivery": "delivery settings",
     "state_schema": "schema for state",
 }
+# The ledger's field_hashes column (state/tables.py) holds 1,024 characters: 8 hex digits a field and a comma.
+MAX_LOGGED_FIELDS = 113
 _SPEC_FIELD = {"change_log": "change_log_retention_days"}  # an option's name in SyncSpec, where it differs
 _CORE_SYNC_KEYS = {"kind", "group", "table", "query", "id_column", "fields", "on_delete"}
 _SYNC_KEYS = _CORE_SYNC_KEYS | set(SYNC_OPTIONS)
@@ -264,6 +266,12 @@ def _parse_sync(name: str, body: Any, problems: list[str], lenient: bool = False
                 options[_SPEC_FIELD.get(key, key)] = parse(body[key])
             except ValueError as exc:
                 problems.append(f"{place}: {key}: {exc}")
+    if "change_log_retention_days" in options and len(fields) > MAX_LOGGED_FIELDS:
+        problems.append(
+            f"{place}: change_log: the ledger keeps the fingerprints of at most {MAX_LOGGED_FIELDS} mapped "
+            f"fields, and this sync maps {len(fields)}; split it into two syncs (each maps part of the "
+            "fields) or leave the change log off"
+        )
     if on_delete in ON_DELETE:
         options["on_delete"] = on_delete
     sound = kind in KINDS and group in GROUPS and bool(table) != bool(query) and query_ok and bool(id_column)

@@ -116,3 +116,13 @@ def test_env_var_points_at_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     path.write_text(yaml.safe_dump(GOOD))
     monkeypatch.setenv("PENDO_SYNC_CONFIG", str(path))
     assert load_config().source == str(path)
+
+
+def test_a_change_log_takes_at_most_the_fields_the_ledger_has_room_for() -> None:
+    fields = {f"c{n}": {"type": "integer"} for n in range(114)}
+    assert problems_of(with_sync(fields=fields, change_log={"retention_days": 30})) == [
+        "sync 'accounts': change_log: the ledger keeps the fingerprints of at most 113 mapped fields, and this "
+        "sync maps 114; split it into two syncs (each maps part of the fields) or leave the change log off"
+    ]
+    del fields["c0"]
+    assert parse_config(with_sync(fields=fields, change_log={"retention_days": 30})).syncs[0].logs_changes

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from pendo_sync.outcome import Reject, RunCounts
+from pendo_sync.state.ledger import BatchOutcome
 from pendo_sync.state.lock import SyncLocked
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
@@ -141,3 +142,20 @@ def test_the_run_writer_reconnects_once_when_the_server_dropped_its_connection(p
     writer.record_batch("accounts", version, "run-1", BatchOutcome(confirmed=[("b", "h2")]))
     writer.close()
     assert store.ledger.rows("accounts") == {"a": "h1", "b": "h2"}
+
+
+def test_a_change_of_more_field_names_than_the_log_holds_is_logged_as_every_field(store: StateStore) -> None:
+    fields = [f"a_rather_long_pendo_field_name_{n:03d}" for n in range(113)]  # 3,615 characters joined
+    v1 = store.versions.begin("visitors", "r1", "full", None)
+    first = BatchOutcome(
+        [("a", "h1")], new_ids={"a"}, field_hashes=[",".join(["0"] * 113)], fields=fields, log=True
+    )
+    store.record_batch("visitors", v1, "r1", batch=first)
+    changed = BatchOutcome([("a", "h2")], field_hashes=[",".join(["1"] * 113)], fields=fields, log=True)
+    store.record_batch("visitors", v1, "r1", batch=changed)
+    with store.engine.connect() as conn:
+        logged = conn.execute(
+            sa.text("SELECT changed_fields FROM pendo_sync.change_log ORDER BY logged_at")
+        ).all()
+    assert [r[0] for r in logged] == ["*", "*"]  # not cut short: a query for any one field still finds it
+    assert store.ledger.rows("visitors") == {"a": "h2"}
