@@ -363,3 +363,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_a_changed_mapping_is_logged_as_a_change_of_the_fields_it_touched(world: World):
+    logged = dataclasses.replace(world.spec("accounts"), change_log_retention_days=30)
+    world.run(logged)
+    retyped = dataclasses.replace(
+        logged,
+        fields=tuple(
+            dataclasses.replace(m, field="seats_total") if m.field == "seats" else m for m in logged.fields
+        ),
+    )
+    world.emulator.add_field("account", "custom", "seats_total", "integer")
+    second = world.run(retyped)
+    changed = world.sql(
+        "SELECT DISTINCT changed_fields FROM pendo_sync.change_log WHERE version = :v AND outcome = 'confirmed'",
+        v=second.version,
+    )
+    assert changed == [("seats_total",)]  # every row sent again, and the log says why

@@ -46,7 +46,7 @@ def changed_fields(fields: Sequence[str], before: str, after: str) -> str:
     """The fields whose fingerprints differ, comma-joined; '*' (every field) where the old ones are unknown
     or the names would not fit the column (cut short, a query for one of them would miss it)."""
     old, new = before.split(","), after.split(",")
-    if len(old) != len(new):
+    if not before or len(old) != len(new):
         return "*"
     changed = ",".join(name for name, a, b in zip(fields, old, new, strict=True) if a != b)
     return changed if len(changed) <= CHANGED_FIELDS_LENGTH else "*"

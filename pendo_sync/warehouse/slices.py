@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -197,10 +198,19 @@ def _joined_by_pipes(element: Joined, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(expr, **kw))
 
 
+# PostgreSQL takes at most 100 arguments to a function: a wide sync's texts are joined in nested parts.
+CONCAT_WS_TEXTS = 90
+
+
 @compiles(Joined, "duckdb")
 @compiles(Joined, "postgresql")
 def _joined_by_concat_ws(element: Joined, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(sa.func.concat_ws(*element.clauses), **kw))
+    sep, *texts = element.clauses
+    parts = [
+        sa.func.concat_ws(sep, *texts[i : i + CONCAT_WS_TEXTS]) for i in range(0, len(texts), CONCAT_WS_TEXTS)
+    ]
+    joined = parts[0] if len(parts) == 1 else sa.func.concat_ws(sep, *parts)
+    return str(compiler.process(joined, **kw))
 
 
 def row_hash(
@@ -230,44 +240,73 @@ class FieldFingerprints(sa.sql.functions.FunctionElement[str]):
     inherit_cache = True
 
 
-def _pairs(element: FieldFingerprints) -> list[tuple[Any, Any]]:
+def _triples(element: FieldFingerprints) -> list[tuple[Any, Any, int]]:
+    """(the value's text, the value, its field's salt: an unsigned 32-bit integer) for each field."""
     clauses = list(element.clauses)
-    return list(zip(clauses[::2], clauses[1::2], strict=True))
+    return list(zip(clauses[::3], clauses[1::3], [c.value for c in clauses[2::3]], strict=True))
 
 
 @compiles(FieldFingerprints)
 def _fingerprints_md5(element: FieldFingerprints, compiler: Any, **kw: Any) -> str:
-    parts = [sa.func.left(sa.func.md5(text), 8) for text, _ in _pairs(element)]
+    parts = [
+        sa.func.left(sa.func.md5(sa.literal(f"{salt}:").op("||")(text)), 8)
+        for text, _, salt in _triples(element)
+    ]
     return str(compiler.process(Joined(sa.literal(","), *parts), **kw))
 
 
 @compiles(FieldFingerprints, "postgresql")
 def _fingerprints_postgresql(element: FieldFingerprints, compiler: Any, **kw: Any) -> str:
-    parts = [sa.func.to_hex(sa.func.hashtext(text)) for text, _ in _pairs(element)]
+    parts = [
+        sa.func.to_hex(
+            sa.func.hashtext(text).op("#")(sa.cast(sa.literal(salt - (salt >> 31 << 32)), sa.Integer))
+        )
+        for text, _, salt in _triples(element)
+    ]
     return str(compiler.process(Joined(sa.literal(","), *parts), **kw))
 
 
 @compiles(FieldFingerprints, "duckdb")
 def _fingerprints_duckdb(element: FieldFingerprints, compiler: Any, **kw: Any) -> str:
     # HASH is a UBIGINT: modulo an untyped parameter DuckDB computes in HUGEINT, three times slower.
-    parts = [
-        f"TO_HEX(HASH({compiler.process(value, **kw)}) % CAST({compiler.process(sa.literal(2**32), **kw)} AS UBIGINT))"
-        for _, value in _pairs(element)
-    ]
+    def part(value: Any, salt: Any) -> str:
+        modulus = compiler.process(sa.literal(2**32), **kw)
+        return (
+            f"TO_HEX(XOR(HASH({compiler.process(value, **kw)}) % CAST({modulus} AS UBIGINT), "
+            f"CAST({compiler.process(sa.literal(salt), **kw)} AS UBIGINT)))"
+        )
+
+    parts = [part(value, salt) for _, value, salt in _triples(element)]
     return f"CONCAT_WS({compiler.process(sa.literal(','), **kw)}, {', '.join(parts)})"
+
+
+def field_signature(spec: SyncSpec, mapping: FieldMapping) -> str:
+    """What, beside its value, decides what a field is sent as: its fingerprint changes with it, so a
+    changed mapping (its Pendo field, its type) or wire form names the fields it touched."""
+    default = Wire()
+    signature = f"{mapping.column}>{mapping.field}:{mapping.type}:{mapping.element_type}"
+    if spec.time_format != default.time_format and "time" in (mapping.type, mapping.element_type):
+        signature += f"|time_format={spec.time_format}"
+    if spec.clear_with != default.clear_with:
+        signature += f"|clear_with={spec.clear_with}"
+    return signature
 
 
 def field_fingerprints(
     relation: sa.FromClause, spec: SyncSpec, column_types: dict[str, str] | None = None
 ) -> sa.ColumnElement[str]:
-    """Each mapped value's fingerprint, in spec.fields order, comma-joined (the change log's input)."""
+    """Each mapped value's fingerprint, salted by its field's signature, in spec.fields order,
+    comma-joined (the change log's input)."""
     null = sa.func.chr(30)
     arguments: list[sa.ColumnElement[Any]] = []
     for mapping in spec.fields:
         column = relation.c[mapping.column]
+        signature = field_signature(spec, mapping)
+        salt = zlib.crc32(signature.encode())  # each database mixes it in its own way (below)
         arguments += [
             sa.func.coalesce(_as_text(column, (column_types or {}).get(mapping.column)), null),
             column,
+            sa.literal(salt),
         ]
     return FieldFingerprints(*arguments)
 

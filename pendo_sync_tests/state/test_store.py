@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from pendo_sync.outcome import Reject, RunCounts
-from pendo_sync.state.ledger import BatchOutcome
+from pendo_sync.state.ledger import BatchOutcome, changed_fields
 from pendo_sync.state.lock import SyncLocked
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
@@ -159,3 +159,9 @@ def test_a_change_of_more_field_names_than_the_log_holds_is_logged_as_every_fiel
         ).all()
     assert [r[0] for r in logged] == ["*", "*"]  # not cut short: a query for any one field still finds it
     assert store.ledger.rows("visitors") == {"a": "h2"}
+
+
+def test_fingerprints_not_kept_name_no_field_even_for_a_one_field_sync() -> None:
+    assert changed_fields(["plan"], "", "0badf00d") == "*"  # a ledger row from before fingerprints
+    assert changed_fields(["plan"], "0badf00d", "0badf00d") == ""
+    assert changed_fields(["plan", "seats"], "1,2", "1,3") == "seats"

@@ -3,13 +3,14 @@ in the last element of a long list, is a change, and the next run sends it."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import sqlalchemy as sa
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.warehouse.engines import backend_of
-from pendo_sync.warehouse.slices import row_hash, source_relation
+from pendo_sync.warehouse.slices import field_fingerprints, row_hash, source_relation
 from pendo_sync_tests.world import World
 
 MEGABYTE = 1_000_000
@@ -86,3 +87,28 @@ def test_the_row_hash_is_the_md5_of_the_same_text_as_every_release_hashed(world:
         "v1": hashlib.md5(f"{signature}\x1fa,b\x1f3\x1ft".encode()).hexdigest(),
         "v2": hashlib.md5(f"{signature}\x1f\x1e\x1f\x1e\x1ff".encode()).hexdigest(),
     }
+
+
+def test_a_wide_sync_hashes_and_fingerprints_every_field(world: World):
+    """PostgreSQL takes at most 100 arguments to a function: 120 fields still hash to the same text, and
+    the change log's 113 fingerprints are all there."""
+    columns = [f"c{n}" for n in range(120)]
+    world.sql(
+        f"CREATE TABLE wide (visitor_id VARCHAR(64) PRIMARY KEY, {', '.join(f'{c} INTEGER' for c in columns)})"
+    )
+    world.sql(f"INSERT INTO wide VALUES ('v1', {', '.join(str(n) for n in range(120))})")
+    spec = SyncSpec(
+        name="wide",
+        kind="visitor",
+        group="custom",
+        id_column="visitor_id",
+        table="wide",
+        fields=tuple(FieldMapping(c, c, "integer") for c in columns),
+    )
+    rel = source_relation(spec)
+    logged = dataclasses.replace(spec, fields=spec.fields[:113])
+    with world.engine.connect() as conn:
+        ((got, prints),) = conn.execute(sa.select(row_hash(rel, spec), field_fingerprints(rel, logged))).all()
+    signature = "|".join(f"{c}>{c}:integer:" for c in columns)
+    assert got == hashlib.md5((signature + "".join(f"\x1f{n}" for n in range(120))).encode()).hexdigest()
+    assert len(prints.split(",")) == 113 and len(set(prints.split(","))) == 113
