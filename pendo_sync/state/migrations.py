@@ -82,7 +82,7 @@ def _reject_history_and_change_log(conn: Connection, tables: StateTables) -> Non
 
 
 def _fingerprints_from_the_database(conn: Connection, tables: StateTables) -> None:
-    """Field fingerprints are computed by the database now (warehouse/slices.py), not in Python: the ones
+    """Field fingerprints are computed by the database now (warehouse/hashes.py), not in Python: the ones
     kept would match none of the new, so they are forgotten (the next change of each row is logged as
     every field changed, '*', which is what the log says where it does not know)."""
     ledger = tables.ledger

@@ -22,15 +22,14 @@ from sqlalchemy.engine import Engine
 from pendo_sync.config import SyncSpec
 from pendo_sync.pendo.types import Wire
 from pendo_sync.warehouse.catalog import describe_table
+from pendo_sync.warehouse.hashes import field_fingerprints, row_hash
 from pendo_sync.warehouse.slices import (
     HASH_COL,
     ID_COL,
     TEXT,
     Slice,
     fetch_tuples,
-    field_fingerprints,
     id_text,
-    row_hash,
     sent_value,
     slice_predicate,
     source_relation,
@@ -39,7 +38,7 @@ from pendo_sync.warehouse.slices import (
 PREV_COL = "__pendo_prev"  # the ledger's hash (NULL: the ledger lacks the id; UNKNOWN_PREV: not looked up)
 RETRY_COL = "__pendo_retry"  # 1: an outstanding reject this run retries
 HELD_COL = "__pendo_held"  # the hash Pendo recently reported missing: not sent again yet
-FIELDS_COL = "__pendo_fields"  # with a change log: each mapped value's fingerprint (slices.py)
+FIELDS_COL = "__pendo_fields"  # with a change log: each mapped value's fingerprint (hashes.py)
 UNKNOWN_PREV = "?"
 # DuckDB's row number of a table row: `WHERE rowid BETWEEN a AND b` reads only the row groups that hold it.
 ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.warehouse.engines import backend_of
-from pendo_sync.warehouse.slices import field_fingerprints, row_hash, source_relation
+from pendo_sync.warehouse.hashes import field_fingerprints, row_hash
+from pendo_sync.warehouse.slices import source_relation
 from pendo_sync_tests.world import World
 
 MEGABYTE = 1_000_000
