@@ -144,6 +144,27 @@ def test_verify_finds_exactly_what_pendo_changed_and_repair_resends_exactly_that
     assert cli("verify", "accounts", *how)[0] == 0
 
 
+@pytest.mark.parametrize("how", [["--all"], ["--sample", "1000"]])
+def test_verify_finds_the_records_pendo_lost_and_repair_resends_them(duckdb_world: World, cli, how):
+    world = duckdb_world
+    assert cli("run", "accounts", "--mode", "full")[0] == 0
+    lost = sorted(i for i, v in world.emulator.records("account").items() if v)[:2]
+    world.emulator.remove_ids("account", lost)  # deleted in Pendo, or a write acknowledged that never landed
+    code, out, _ = cli("verify", "accounts", *how, "--repair")
+    assert code == 3
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"sync 'accounts': {ACCOUNTS - ACCOUNTS // 50:,} confirmed ids compared with Pendo, 2 differ"
+    )
+    assert sorted(lines[1:3]) == [f"  {i}: no record in Pendo" for i in lost]
+    assert lines[3:] == ["  the next run of accounts resends these 2 ids (drift rejects)"]
+    world.emulator.add_ids("account", lost)  # the ids exist again: the resend lands
+    world.emulator.reset_stats()
+    assert cli("run", "accounts", "--mode", "incremental")[0] == 0
+    assert sorted(world.emulator.received_ids) == lost
+    assert cli("verify", "accounts", *how)[0] == 0
+
+
 def test_the_pendo_matches_source_check_fails_with_the_count_and_examples(duckdb_world: World, monkeypatch):
     world = duckdb_world
     monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", world.url)

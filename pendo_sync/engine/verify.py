@@ -4,7 +4,8 @@ the same field, or a write Pendo acknowledged that did not land; `repair` makes 
 exactly those ids (a `drift` reject, retried by every later run until it lands).
 
 A sample reads each record (`GET /api/v1/{kind}/{id}`); `--all` pages through Pendo's records with the
-aggregation API, selecting the mapped fields. Rows whose source changed since Pendo confirmed them are not
+aggregation API, selecting the mapped fields, and then takes the confirmed ids it did not meet (kept in a
+temporary table of the state database, not in memory) as records Pendo lacks. Rows whose source changed since Pendo confirmed them are not
 compared: the next run sends them anyway.
 """
 
@@ -30,6 +31,7 @@ from pendo_sync.warehouse.slices import Slice
 
 EXAMPLES = 20
 PAGE = 1000
+RECORD = "(record)"  # a Difference's field when Pendo has no record of the id
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Difference:
     found: Any  # what Pendo holds (None: nothing)
 
     def line(self) -> str:
+        if self.field == RECORD:
+            return f"{self.record_id}: no record in Pendo"
         return f"{self.record_id}: {self.field} is {self.found!r} in Pendo, {self.expected!r} in the source"
 
 
@@ -82,12 +86,24 @@ async def verify(
     state.ensure_schema()
     comparer = _Comparer(spec, warehouse, state)
     result = Verification(spec.name)
-    pages = _sampled(spec, state, client, sample) if sample is not None else _paged(spec, client)
-    async for pendo_values in pages:
+
+    def take(pendo_values: dict[str, dict[str, Any] | None]) -> None:
         differences = comparer.compare(pendo_values, result)
         if repair and differences:
             _repair(spec, state, differences)
             result.repaired += len(differences)
+
+    if sample is not None:
+        async for found in _sampled(spec, state, client, sample):
+            take(found)
+        return result
+    # Every record Pendo has, then the confirmed ids it lacks (deleted in Pendo, or never landed).
+    with state.ledger.seen_ids() as seen:
+        async for found in _paged(spec, client):
+            seen.add(list(found))
+            take(found)
+        for lacking in seen.unseen(spec.name, PAGE):
+            take(dict.fromkeys(lacking))
     return result
 
 
@@ -128,7 +144,7 @@ class _Comparer:
         self, record_id: str, values: tuple[Any, ...], found: dict[str, Any] | None
     ) -> Difference | None:
         if found is None:
-            return Difference(record_id, "(record)", "a record", None)
+            return Difference(record_id, RECORD, "a record", None)
         clear = self.encoder.wire.clear_value
         for mapping, value in zip(self.spec.fields, values, strict=True):
             try:

@@ -3,7 +3,9 @@ and the lookups a run makes. Also the stored list of ids Pendo has (existing_ids
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -270,6 +272,16 @@ class Ledger:
         for part in stream_rows(self.engine, stmt, chunk_rows):
             yield [r.record_id for r in part]
 
+    @contextlib.contextmanager
+    def seen_ids(self) -> Iterator[SeenIds]:
+        """A temporary table of ids (verify --all: the ids Pendo has), on a connection of its own."""
+        with self.engine.connect() as conn:
+            seen = SeenIds(conn, self.tables.ledger)
+            try:
+                yield seen
+            finally:
+                conn.rollback()  # the temporary table goes with the transaction and the connection
+
     def count(self, sync_name: str) -> int:
         ledger = self.tables.ledger
         stmt = sa.select(sa.func.count()).select_from(ledger).where(ledger.c.sync_name == sync_name)
@@ -332,3 +344,32 @@ def _has_rows(conn: Connection, table: sa.Table, sync_name: str) -> bool:
     """One indexed probe: does the sync have any row in this table."""
     found = conn.execute(sa.select(table.c.record_id).where(table.c.sync_name == sync_name).limit(1))
     return found.first() is not None
+
+
+class SeenIds:
+    """Ids met elsewhere (the records Pendo has), kept in a temporary table of the state database; then the
+    ledger's ids that were not met, in chunks. Memory holds a page of ids, never every id."""
+
+    def __init__(self, conn: Connection, ledger: sa.Table) -> None:
+        self.conn, self.ledger = conn, ledger
+        self.table = sa.Table(
+            f"pendo_sync_seen_{uuid.uuid4().hex[:12]}",
+            sa.MetaData(),
+            sa.Column("record_id", sa.String(512), nullable=False),
+            prefixes=["TEMPORARY"],
+        )
+        self.table.create(conn)
+        self._quoted = conn.dialect.identifier_preparer.quote(self.table.name)
+
+    def add(self, ids: Sequence[str]) -> None:
+        insert_columns(self.conn, self.table, self._quoted, {"record_id": list(ids)}, {})
+
+    def unseen(self, sync_name: str, chunk_rows: int = 1000) -> Iterator[list[str]]:
+        """The sync's ledger ids not among the ids added."""
+        ledger, seen = self.ledger, self.table
+        stmt = sa.select(ledger.c.record_id).where(
+            ledger.c.sync_name == sync_name, ~sa.exists().where(seen.c.record_id == ledger.c.record_id)
+        )
+        result = self.conn.execution_options(yield_per=chunk_rows).execute(stmt)
+        for part in result.partitions(chunk_rows):
+            yield [row.record_id for row in part]

@@ -25,6 +25,7 @@ The per-connection SET statements of engines.py bypass SQLAlchemy's events and a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import re
@@ -44,6 +45,7 @@ from sqlalchemy_redshift.dialect import RedshiftDialect_psycopg2
 import pendo_sync
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
+from pendo_sync.engine.verify import verify
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync.state import bulk, ledger, migrations, tables
 from pendo_sync.state.store import StateStore
@@ -343,6 +345,16 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
         "accounts", "import", "import", dt.datetime(2026, 10, 20), "imported from a Singer state"
     )
 
+    # `pendo-sync verify`: a sample, and every record (with the ids Pendo lacks), repaired.
+    world.emulator.remove_ids("account", [changed[2]])
+
+    async def read_back(sample: int | None) -> None:
+        async with world.client() as client:
+            await verify(accounts, world.engine, store, client, sample, repair=True)
+
+    asyncio.run(read_back(50))
+    asyncio.run(read_back(None))
+
     # A read-only warehouse: the ledger elsewhere, so the change set and the delete check stream.
     separate = StateStore(make_engine(state_url), "pendo_sync_state")
     log.attach(separate.engine)
@@ -375,7 +387,7 @@ EXPECTED_CALLERS = {
     "add_pendo_ids", "pendo_ids_among", "is_fresh", "discover", "describe_source", "max_replication_key",
     "count_changed", "count_not_in_pendo", "changed_rows", "deleted_ids", "vanished_rejects", "duplicates",
     "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after", "_field_hashes", "_log",
-    "prune_change_log",
+    "prune_change_log", "sample_ids", "seen_ids", "add", "unseen",
 }  # fmt: skip
 
 

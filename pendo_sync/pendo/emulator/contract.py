@@ -135,6 +135,13 @@ class PendoState:
                 records.setdefault(str(record_id), {"custom": {}, "agent": {}})
             self._sorted[kind] = None
 
+    def remove_ids(self, kind: str, ids: list[str] | tuple[str, ...]) -> None:
+        """Forget records, as a deletion in Pendo would (verify's tests of records Pendo lost)."""
+        with self.lock:
+            for record_id in ids:
+                self.store[kind].pop(str(record_id), None)
+            self._sorted[kind] = None
+
     def alter(self, kind: str, record_id: str, values: dict[str, Any], group: str = "custom") -> None:
         """Change stored values as Pendo's UI or another integration would (drift, for verify's tests)."""
         with self.lock:
