@@ -21,7 +21,6 @@ log = logging.getLogger("pendo_sync")
 # DuckDB's buffer pool for the embedded warehouse. 64 MB against 128 MB: a full sync's peak RSS 362 against
 # 430 MiB at 1,000,000 rows, the whole-table diff 3.0 against 2.6 s (its ledger join spills to disk).
 DUCKDB_MEMORY_LIMIT = "64MB"
-DUCKDB_CHECKPOINT_THRESHOLD = "16MiB"
 # DuckDB lets one process at a time open a database file; a second gets "Could not set lock on file". Under
 # Dagster a run's steps, other runs and the daemon's sensor ticks are processes of their own on the same
 # file: each waits its turn, up to this long, then fails naming the process that holds the file.
@@ -68,13 +67,10 @@ def make_engine(url: str, password: str | None = None) -> Engine:
         # DuckDB caches every block it scans, up to 80% of RAM by default: a sync's memory would grow with
         # the table (invariant 3). Cap it; joins past the cap spill to disk. ?memory_limit= overrides, and
         # ?threads= sets DuckDB's worker threads (default: one per core).
-        config = {
-            "memory_limit": parsed.query.get("memory_limit", DUCKDB_MEMORY_LIMIT),
-            "checkpoint_threshold": parsed.query.get("checkpoint_threshold", DUCKDB_CHECKPOINT_THRESHOLD),
-        }
+        config = {"memory_limit": parsed.query.get("memory_limit", DUCKDB_MEMORY_LIMIT)}
         if "threads" in parsed.query:
             config["threads"] = parsed.query["threads"]
-        parsed = parsed.difference_update_query(["memory_limit", "checkpoint_threshold", "threads"])
+        parsed = parsed.difference_update_query(["memory_limit", "threads"])
         engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool, connect_args={"config": config})
         sa.event.listen(engine, "do_connect", _duckdb_connect_in_turn)
         return engine
