@@ -54,6 +54,12 @@ PENDO_INTEGRATION_KEY_SECRET_ID = Variable(
 )
 SLACK_WEBHOOK_URL = Variable("PENDO_SYNC_SLACK_WEBHOOK_URL", "Slack incoming webhook for alerts")
 SLACK_TOKEN = Variable("PENDO_SYNC_SLACK_TOKEN", "Slack bot token for alerts (with a channel)")
+SLACK_WEBHOOK_URL_SECRET_ID = Variable(
+    "PENDO_SYNC_SLACK_WEBHOOK_URL_SECRET_ID", "AWS Secrets Manager secret holding the Slack webhook URL"
+)
+SLACK_TOKEN_SECRET_ID = Variable(
+    "PENDO_SYNC_SLACK_TOKEN_SECRET_ID", "AWS Secrets Manager secret holding the Slack bot token"
+)
 SLACK_CHANNEL = Variable("PENDO_SYNC_SLACK_CHANNEL", "Slack channel for alerts (with a token)")
 SNS_TOPIC_ARN = Variable("PENDO_SYNC_SNS_TOPIC_ARN", "AWS SNS topic for alerts")
 SNS_ENDPOINT_URL = Variable("PENDO_SYNC_SNS_ENDPOINT_URL", "SNS endpoint (moto, LocalStack)")

@@ -6,6 +6,7 @@ so a broken webhook cannot fail the sync or the sensor that wanted to report som
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import httpx
 
 from pendo_sync import variables
 from pendo_sync.dagster.env import env_or
-from pendo_sync.secrets import redact
+from pendo_sync.secrets import read_secret, redact
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def _resolved(value: str) -> str:
     return value
 
 
+@functools.cache
+def _secret(secret_id: str, what: str, variable: str, json_key: str) -> str:
+    """A secret's value, read from AWS Secrets Manager once per process (and redacted from then on)."""
+    return read_secret(secret_id, what, variable, json_key)
+
+
 def _sns_subject(title: str) -> str:
     subject = _CONTROL_CHARS.sub(" ", title).encode("ascii", "replace").decode("ascii").strip()
     return subject[:SNS_SUBJECT_LIMIT] or "pendo_sync alert"
@@ -56,7 +63,9 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where alerts go: a Slack webhook (or a bot token and channel) and/or an SNS topic."""
 
     slack_webhook_url: str = ""
+    slack_webhook_url_secret_id: str = ""  # AWS Secrets Manager: the URL (text, or JSON key webhook_url)
     slack_token: str = ""
+    slack_token_secret_id: str = ""  # AWS Secrets Manager: the token (text, or JSON key token)
     slack_channel: str = ""
     slack_api_url: str = "https://slack.com/api"
     sns_topic_arn: str = ""
@@ -65,11 +74,26 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ui_base_url: str = ""  # the Dagster UI, e.g. http://127.0.0.1:3000, for links to runs
 
     def _slack_mode(self) -> str:
-        if _resolved(self.slack_webhook_url):
+        if _resolved(self.slack_webhook_url) or _resolved(self.slack_webhook_url_secret_id):
             return "webhook"
-        if _resolved(self.slack_token) and _resolved(self.slack_channel):
+        token = _resolved(self.slack_token) or _resolved(self.slack_token_secret_id)
+        if token and _resolved(self.slack_channel):
             return "api"
         return ""
+
+    def _webhook_url(self) -> str:
+        secret_id = _resolved(self.slack_webhook_url_secret_id)  # a secret id wins, as everywhere
+        if not secret_id:
+            return _resolved(self.slack_webhook_url)
+        return _secret(
+            secret_id, "the Slack webhook URL", variables.SLACK_WEBHOOK_URL_SECRET_ID.name, "webhook_url"
+        )
+
+    def _token(self) -> str:
+        secret_id = _resolved(self.slack_token_secret_id)
+        if not secret_id:
+            return _resolved(self.slack_token)
+        return _secret(secret_id, "the Slack bot token", variables.SLACK_TOKEN_SECRET_ID.name, "token")
 
     def enabled(self) -> bool:
         """Whether any destination is configured."""
@@ -131,7 +155,7 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def _post_webhook(self, alert: Alert) -> str:
         response = httpx.post(
-            _resolved(self.slack_webhook_url),
+            self._webhook_url(),
             json={"text": self._slack_text(alert)},
             timeout=SLACK_TIMEOUT_SECONDS,
         )
@@ -142,7 +166,7 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def _post_message(self, alert: Alert) -> str:
         response = httpx.post(
             f"{_resolved(self.slack_api_url).rstrip('/')}/chat.postMessage",
-            headers={"Authorization": f"Bearer {_resolved(self.slack_token)}"},
+            headers={"Authorization": f"Bearer {self._token()}"},
             json={"channel": _resolved(self.slack_channel), "text": self._slack_text(alert)},
             timeout=SLACK_TIMEOUT_SECONDS,
         )
@@ -179,7 +203,9 @@ def alerts_from_env() -> AlertsResource:
 
     return AlertsResource(
         slack_webhook_url=env_or(variables.SLACK_WEBHOOK_URL),
+        slack_webhook_url_secret_id=env_or(variables.SLACK_WEBHOOK_URL_SECRET_ID),
         slack_token=env_or(variables.SLACK_TOKEN),
+        slack_token_secret_id=env_or(variables.SLACK_TOKEN_SECRET_ID),
         slack_channel=env_or(variables.SLACK_CHANNEL),
         sns_topic_arn=env_or(variables.SNS_TOPIC_ARN),
         aws_region=env_or(variables.AWS_REGION),

@@ -32,9 +32,11 @@ from dagster._core.utils import parse_env_var
 from sqlalchemy.engine import Engine, make_url
 
 from pendo_sync.config import load_config
+from pendo_sync.dagster.alerts import Alert, AlertsResource, alerts_from_env
 from pendo_sync.dagster.build import build_definitions
 from pendo_sync.dagster.resources import build_resources
 from pendo_sync.secrets import SecretUnavailable, read_secret
+from pendo_sync_tests.dagster.conftest import SlackServer
 from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -485,6 +487,10 @@ def production_env(pg_url: str, aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -
         "PENDO_SYNC_WAREHOUSE_PASSWORD_SECRET_ID": "pendo-sync/redshift-password",
         "PENDO_SYNC_ARCHIVE_S3_URI": "",
         "PENDO_SYNC_UI_URL": "https://dagster.internal",
+        "PENDO_SYNC_SNS_TOPIC_ARN": "",
+        "PENDO_SYNC_SLACK_WEBHOOK_URL_SECRET_ID": "",
+        "PENDO_SYNC_SLACK_TOKEN_SECRET_ID": "",
+        "PENDO_SYNC_SLACK_CHANNEL": "",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -548,6 +554,46 @@ def test_the_production_instance_validates_and_loads_with_its_aws_parts_on_moto(
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
     finally:
         instance.dispose()
+
+
+@pytest.mark.postgres
+def test_a_run_task_alerts_as_the_daemon_is_set_up_to_with_the_slack_webhook_by_secret_id(
+    production_env: dict[str, str],
+    aws: MotoAws,
+    slack_server: SlackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A run's own alert (a sync's rejected share over its threshold) is sent from its ECS task, which has
+    only the variables the launcher passes: the alert settings must be among them, and no secret value."""
+    webhook = aws.secret(json.dumps({"webhook_url": f"{slack_server.url}/services/T0/B0/xyz"}))
+    topic = aws.client("sns").create_topic(Name="pendo-sync-alerts")["TopicArn"]
+    monkeypatch.setenv("PENDO_SYNC_SLACK_WEBHOOK_URL_SECRET_ID", webhook)
+    monkeypatch.setenv("PENDO_SYNC_SNS_TOPIC_ARN", topic)
+    instance = dg.DagsterInstance.from_config(str(dagster_home(tmp_path)))
+    try:
+        passed = dict(parse_env_var(name) for name in instance.run_launcher.env_vars)  # type: ignore[attr-defined]
+    finally:
+        instance.dispose()
+    for name in list(os.environ):  # the run task: the image's environment and what the launcher passes
+        if name.startswith("PENDO_") and name not in passed:
+            monkeypatch.delenv(name)
+    alerts = alerts_from_env()
+    assert alerts.describe() == f"Slack webhook, SNS {topic}"
+    assert alerts.send(Alert(title="pendo_sync: accounts rejected 12.0% of rows", text="over 5%")) == []
+    assert slack_server.messages == [{"text": "*pendo_sync: accounts rejected 12.0% of rows*\nover 5%"}]
+    assert [r.path for r in slack_server.requests] == ["/services/T0/B0/xyz"]
+
+
+def test_a_slack_secret_that_cannot_be_read_is_an_alert_problem_naming_it_and_the_fix(aws: MotoAws) -> None:
+    alerts = AlertsResource(slack_webhook_url_secret_id="pendo-sync/no-such-webhook")
+    assert alerts.describe() == "Slack webhook"
+    (problem,) = alerts.send(Alert(title="t", text="x"))
+    assert problem.startswith(
+        "Slack webhook: SecretUnavailable: the Slack webhook URL cannot be read from AWS Secrets Manager "
+        "secret 'pendo-sync/no-such-webhook' (set by PENDO_SYNC_SLACK_WEBHOOK_URL_SECRET_ID): "
+        "ResourceNotFoundException."
+    )
 
 
 @pytest.mark.postgres
