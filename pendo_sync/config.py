@@ -203,6 +203,12 @@ def parse_config(raw: Any, source: str = "", lenient: bool = False) -> ProjectCo
             f"state_schema: {state_schema!r} is not a plain identifier; use letters, digits and _"
         )
     syncs = [_parse_sync(name, body, problems, lenient) for name, body in raw["syncs"].items()]
+    problems += [
+        f"sync '{s.name}_daily': its Dagster asset pendo/{s.name}_daily is the day-partitioned asset of sync "
+        f"{s.name!r}; rename it (for example {s.name}_by_day)"
+        for s in syncs
+        if s and s.replication_key and f"{s.name}_daily" in raw["syncs"]
+    ]
     if problems and not lenient:
         raise ConfigError(problems, source)
     return ProjectConfig(tuple(s for s in syncs if s), delivery, state_schema, source, tuple(problems))

@@ -126,3 +126,12 @@ def test_a_change_log_takes_at_most_the_fields_the_ledger_has_room_for() -> None
     ]
     del fields["c0"]
     assert parse_config(with_sync(fields=fields, change_log={"retention_days": 30})).syncs[0].logs_changes
+
+
+def test_a_sync_named_as_another_syncs_daily_asset_is_refused() -> None:
+    raw = with_sync(replication_key="updated_at")
+    raw["syncs"]["accounts_daily"] = raw["syncs"]["accounts"]
+    assert problems_of(raw) == [
+        "sync 'accounts_daily': its Dagster asset pendo/accounts_daily is the day-partitioned asset of sync "
+        "'accounts'; rename it (for example accounts_by_day)"
+    ]

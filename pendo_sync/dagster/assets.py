@@ -205,12 +205,8 @@ def tag_run(context: dg.AssetExecutionContext, spec: SyncSpec) -> None:
     run = context.run
     if SYNC_TAG in run.tags:
         return
-    syncs = {
-        key.path[1].removesuffix("_daily")
-        for key in run.asset_selection or ()
-        if len(key.path) == 2 and key.path[0] == "pendo"
-    }
-    if syncs == {spec.name}:
+    synced = {key for key in run.asset_selection or () if key.path[0] == "pendo"}
+    if synced and synced <= {pendo_key(spec), daily_key(spec)}:
         context.instance.add_run_tags(run.run_id, {SYNC_TAG: spec.name})
 
 

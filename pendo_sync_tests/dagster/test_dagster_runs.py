@@ -306,3 +306,19 @@ def test_a_source_query_the_warehouse_refuses_fails_the_step_with_the_clis_messa
         "sync 'accounts': the warehouse refused the source query: Conversion Error: "
     )
     assert description.endswith("; fix 'query' in the config")
+
+
+def test_a_run_of_a_sync_named_like_a_daily_asset_carries_its_sync_tag(duckdb_world: World, defs_for):
+    """The asset page's Materialize button launches the implicit asset job without tags: the run is tagged
+    with its sync, whatever the sync's name (one ending in _daily was taken for a partitioned asset)."""
+    world = duckdb_world
+    accounts = dataclasses.replace(world.config.sync("accounts"), name="accounts_daily")
+    world.config = dataclasses.replace(world.config, syncs=(accounts,))
+    defs = defs_for(world)
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["pendo", "accounts_daily"])]
+        )
+        assert result.success
+        assert instance.get_run_by_id(result.run_id).tags["pendo_sync/sync"] == "accounts_daily"
