@@ -22,6 +22,7 @@ from pendo_sync import variables
 from pendo_sync.config import ProjectConfig, load_config
 from pendo_sync.demo.sample_data import create_sample_tables
 from pendo_sync.pendo.emulator import Emulator, EmulatorServer, EmulatorSettings, serve
+from pendo_sync.settings import Settings
 from pendo_sync.warehouse.engines import make_engine, redacted
 from pendo_sync.warehouse.slices import source_relation, stream_rows
 
@@ -91,6 +92,17 @@ def _prepare_dagster_home(home: Path) -> Path:
     return dagster_home
 
 
+def _forget_state(warehouse: Engine, config: ProjectConfig) -> None:
+    """Drop the state the demo's runs use (PENDO_SYNC_STATE_URL and _SCHEMA as Dagster's resources read
+    them), so a fresh demo sends every row to its fresh emulator."""
+    state = Settings.from_env().state(warehouse, config.state_schema)
+    with state.engine.begin() as conn:
+        schema = conn.dialect.identifier_preparer.quote_schema(state.schema)
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    if state.engine is not warehouse:
+        state.engine.dispose()
+
+
 def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False) -> int:
     home = variables.home().resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -102,8 +114,7 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
     if first:
         print(f"Creating sample data in {redacted(url)}: {accounts:,} accounts, {visitors:,} visitors ...")
         create_sample_tables(engine, accounts, visitors)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {config.state_schema} CASCADE"))
+        _forget_state(engine, config)
         snapshot.unlink(missing_ok=True)
     else:
         changed = _change_some_accounts(engine)
