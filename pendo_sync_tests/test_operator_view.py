@@ -4,6 +4,7 @@ check), the change log, and the run's summary and progress bar."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import io
@@ -20,6 +21,7 @@ import dagster as dg
 import pytest
 
 from pendo_sync.dagster.build import build_definitions
+from pendo_sync.engine.verify import verify
 from pendo_sync.outcome import RunCounts
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync_tests.world import ACCOUNTS, World, write_config
@@ -163,6 +165,24 @@ def test_verify_finds_the_records_pendo_lost_and_repair_resends_them(duckdb_worl
     assert cli("run", "accounts", "--mode", "incremental")[0] == 0
     assert sorted(world.emulator.received_ids) == lost
     assert cli("verify", "accounts", *how)[0] == 0
+
+
+def test_verify_all_on_each_database_ignores_ids_the_ledger_never_had(world: World) -> None:
+    """Pendo holds more than the sync wrote (anonymous visitors, other integrations' ids, any length):
+    only the ledger's ids are compared and remembered, and the ones Pendo lacks are found."""
+    world.run("accounts")
+    lost = sorted(i for i, v in world.emulator.records("account").items() if v)[:2]
+    world.emulator.remove_ids("account", lost)
+    world.emulator.add_ids("account", ["x" * 600, "another integration's account"])
+
+    async def read_back():  # type: ignore[no-untyped-def]
+        async with world.client() as client:
+            return await verify(world.spec("accounts"), world.engine, world.store, client, None, repair=True)
+
+    result = asyncio.run(read_back())
+    assert (result.checked, result.differing, result.repaired) == (ACCOUNTS - ACCOUNTS // 50, 2, 2)
+    assert sorted(d.line() for d in result.examples) == [f"{i}: no record in Pendo" for i in lost]
+    assert {r["record_id"] for r in world.store.rejects.outstanding("accounts", kind="drift")} == set(lost)
 
 
 def test_the_pendo_matches_source_check_fails_with_the_count_and_examples(duckdb_world: World, monkeypatch):

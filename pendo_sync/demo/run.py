@@ -22,7 +22,7 @@ from pendo_sync import variables
 from pendo_sync.config import ProjectConfig, load_config
 from pendo_sync.demo.sample_data import create_sample_tables
 from pendo_sync.pendo.emulator import Emulator, EmulatorServer, EmulatorSettings, serve
-from pendo_sync.settings import Settings
+from pendo_sync.settings import connect_state
 from pendo_sync.warehouse.engines import make_engine, redacted
 from pendo_sync.warehouse.slices import source_relation, stream_rows
 
@@ -95,7 +95,8 @@ def _prepare_dagster_home(home: Path) -> Path:
 def _forget_state(warehouse: Engine, config: ProjectConfig) -> None:
     """Drop the state the demo's runs use (PENDO_SYNC_STATE_URL and _SCHEMA as Dagster's resources read
     them), so a fresh demo sends every row to its fresh emulator."""
-    state = Settings.from_env().state(warehouse, config.state_schema)
+    state_url = variables.STATE_URL.value()  # the demo's own: no secret is read
+    state = connect_state(warehouse, state_url, None, variables.STATE_SCHEMA.value() or config.state_schema)
     with state.engine.begin() as conn:
         schema = conn.dialect.identifier_preparer.quote_schema(state.schema)
         conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))

@@ -25,6 +25,7 @@ from pendo_sync.engine.records import RecordEncoder
 from pendo_sync.outcome import Reject
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.pendo.types import CoercionError
+from pendo_sync.state.ledger import SeenIds
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.diff import ChangeSetSQL
 from pendo_sync.warehouse.slices import Slice
@@ -87,8 +88,8 @@ async def verify(
     comparer = _Comparer(spec, warehouse, state)
     result = Verification(spec.name)
 
-    def take(pendo_values: dict[str, dict[str, Any] | None]) -> None:
-        differences = comparer.compare(pendo_values, result)
+    def take(pendo_values: dict[str, dict[str, Any] | None], seen: SeenIds | None = None) -> None:
+        differences = comparer.compare(pendo_values, result, seen)
         if repair and differences:
             _repair(spec, state, differences)
             result.repaired += len(differences)
@@ -100,8 +101,7 @@ async def verify(
     # Every record Pendo has, then the confirmed ids it lacks (deleted in Pendo, or never landed).
     with state.ledger.seen_ids() as seen:
         async for found in _paged(spec, client):
-            seen.add(list(found))
-            take(found)
+            take(found, seen)
         for lacking in seen.unseen(spec.name, PAGE):
             take(dict.fromkeys(lacking))
     return result
@@ -116,11 +116,14 @@ class _Comparer:
         self.encoder = RecordEncoder(spec)
 
     def compare(
-        self, pendo_values: dict[str, dict[str, Any] | None], result: Verification
+        self, pendo_values: dict[str, dict[str, Any] | None], result: Verification, seen: SeenIds | None
     ) -> dict[str, Difference]:
-        """id -> first difference, for the confirmed ids among `pendo_values` (id -> field values or None)."""
+        """id -> first difference, for the confirmed ids among `pendo_values` (id -> field values or None);
+        those ids are added to `seen`, when given."""
         ids = list(pendo_values)
         confirmed = self.state.ledger.hashes(self.spec.name, ids)
+        if seen is not None and confirmed:
+            seen.add(list(confirmed))
         if not confirmed:
             return {}
         with self.warehouse.connect() as conn:

@@ -280,7 +280,9 @@ class Ledger:
             try:
                 yield seen
             finally:
-                conn.rollback()  # the temporary table goes with the transaction and the connection
+                conn.rollback()
+                seen.table.drop(conn)
+                conn.commit()
 
     def count(self, sync_name: str) -> int:
         ledger = self.tables.ledger
@@ -347,8 +349,10 @@ def _has_rows(conn: Connection, table: sa.Table, sync_name: str) -> bool:
 
 
 class SeenIds:
-    """Ids met elsewhere (the records Pendo has), kept in a temporary table of the state database; then the
-    ledger's ids that were not met, in chunks. Memory holds a page of ids, never every id."""
+    """Ledger ids met elsewhere (among the records Pendo has), kept in a temporary table of the state
+    database; then the ledger's ids that were not met, in chunks. Memory holds a page of ids, never every
+    id. Each write commits (a temporary table outlives its transactions), so no transaction stays open
+    while the caller waits for Pendo."""
 
     def __init__(self, conn: Connection, ledger: sa.Table) -> None:
         self.conn, self.ledger = conn, ledger
@@ -359,10 +363,13 @@ class SeenIds:
             prefixes=["TEMPORARY"],
         )
         self.table.create(conn)
+        conn.commit()
         self._quoted = conn.dialect.identifier_preparer.quote(self.table.name)
 
     def add(self, ids: Sequence[str]) -> None:
+        """Ids the ledger holds (so each fits its column)."""
         insert_columns(self.conn, self.table, self._quoted, {"record_id": list(ids)}, {})
+        self.conn.commit()
 
     def unseen(self, sync_name: str, chunk_rows: int = 1000) -> Iterator[list[str]]:
         """The sync's ledger ids not among the ids added."""
@@ -370,6 +377,6 @@ class SeenIds:
         stmt = sa.select(ledger.c.record_id).where(
             ledger.c.sync_name == sync_name, ~sa.exists().where(seen.c.record_id == ledger.c.record_id)
         )
-        result = self.conn.execution_options(yield_per=chunk_rows).execute(stmt)
+        result = self.conn.execute(stmt.execution_options(yield_per=chunk_rows))  # this statement only
         for part in result.partitions(chunk_rows):
             yield [row.record_id for row in part]
