@@ -28,8 +28,8 @@ from pendo_sync.variables import (
 from pendo_sync.warehouse.engines import make_engine
 
 
-def connect_warehouse(url: str, password: str | None = None) -> Engine:
-    return make_engine(url or default_warehouse_url(), password=password)
+def connect_warehouse(url: str, password: str | None = None, for_sensor: bool = False) -> Engine:
+    return make_engine(url or default_warehouse_url(), password=password, for_sensor=for_sensor)
 
 
 def connect_state(warehouse: Engine, state_url: str, password: str | None, schema: str) -> StateStore:

@@ -25,6 +25,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     url: str
     password_secret_id: str = ""
     _engine: Engine | None = PrivateAttr(default=None)
+    _sensor_engine: Engine | None = PrivateAttr(default=None)
     _password: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -34,6 +35,12 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         if self._engine is None:
             self._engine = settings.connect_warehouse(self.url, self._password)
         return self._engine
+
+    def sensor_engine(self) -> Engine:
+        """The engine for a sensor tick: a DuckDB file a run holds is waited for briefly (engines.py)."""
+        if self._sensor_engine is None:
+            self._sensor_engine = settings.connect_warehouse(self.url, self._password, for_sensor=True)
+        return self._sensor_engine
 
 
 class StateResource(dg.ConfigurableResource):  # type: ignore[type-arg]

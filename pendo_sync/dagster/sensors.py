@@ -5,8 +5,10 @@ sync's Pendo field types; the new-rows sensor the newest replication-key value i
 Delivery is the ledger's business, not the cursor's.
 """
 
+import functools
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -26,6 +28,7 @@ from pendo_sync.dagster.drift import schema_diff
 from pendo_sync.dagster.resources import PendoResource, WarehouseResource
 from pendo_sync.engine.preflight import source_columns
 from pendo_sync.state.cursor import decode_cursor, encode_cursor
+from pendo_sync.warehouse.errors import WarehouseBusy
 from pendo_sync.warehouse.slices import days_with_rows_after
 
 
@@ -38,6 +41,22 @@ def _mapped_field_types(spec: SyncSpec, schema: dict[str, Any]) -> dict[str, str
     return out
 
 
+def _skipping_a_busy_warehouse(tick: Callable[..., dg.SensorResult]) -> Callable[..., dg.SensorResult]:
+    """A tick that finds the DuckDB file held by another process (a run) skips with the reason, keeping
+    its cursor, instead of failing when Dagster's sensor timeout ends it; the next tick tries again."""
+
+    @functools.wraps(tick)
+    def skipping(context: dg.SensorEvaluationContext, **resources: Any) -> dg.SensorResult:
+        try:
+            return tick(context, **resources)
+        except WarehouseBusy as exc:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"{exc}. The next tick tries again."), cursor=context.cursor
+            )
+
+    return skipping
+
+
 def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
     @dg.sensor(
         name="pendo_sync_schema_drift",
@@ -47,6 +66,7 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
+    @_skipping_a_busy_warehouse
     def schema_drift(
         context: dg.SensorEvaluationContext,
         pendo_sync_warehouse: WarehouseResource,
@@ -54,7 +74,7 @@ def build_drift_sensor(config: ProjectConfig) -> dg.SensorDefinition:
         pendo_sync_alerts: AlertsResource,
     ) -> dg.SensorResult:
         cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {"tables": {}, "pendo": {}}
-        engine = pendo_sync_warehouse.engine()
+        engine = pendo_sync_warehouse.sensor_engine()
         events: list[dg.AssetObservation] = []
         requests: list[dg.RunRequest] = []
         messages: list[str] = []
@@ -122,6 +142,7 @@ def build_new_rows_sensor(config: ProjectConfig) -> dg.SensorDefinition | None:
         default_status=dg.DefaultSensorStatus.STOPPED,
         asset_selection=[daily_key(s) for s in synced],
     )
+    @_skipping_a_busy_warehouse
     def new_rows(
         context: dg.SensorEvaluationContext, pendo_sync_warehouse: WarehouseResource
     ) -> dg.SensorResult:
@@ -130,7 +151,7 @@ def build_new_rows_sensor(config: ProjectConfig) -> dg.SensorDefinition | None:
         for spec in synced:
             seen = cursor.get(spec.name)
             after = decode_cursor(*seen) if seen else None
-            days, newest = days_with_rows_after(pendo_sync_warehouse.engine(), spec, after)
+            days, newest = days_with_rows_after(pendo_sync_warehouse.sensor_engine(), spec, after)
             cursor[spec.name] = list(encode_cursor(newest))
             if seen is None:
                 continue  # first tick: the baseline, not a flood of history

@@ -6,6 +6,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from pendo_sync.errors import UsageError
-from pendo_sync.warehouse.errors import WarehouseError
+from pendo_sync.warehouse.errors import WarehouseBusy
 
 log = logging.getLogger("pendo_sync")
 
@@ -25,6 +26,8 @@ DUCKDB_MEMORY_LIMIT = "64MB"
 # Dagster a run's steps, other runs and the daemon's sensor ticks are processes of their own on the same
 # file: each waits its turn, up to this long, then fails naming the process that holds the file.
 DUCKDB_LOCK_WAIT_SECONDS = 600.0
+# A sensor tick waits less: Dagster fails a tick that takes over 60 s, and the next tick tries again.
+SENSOR_DUCKDB_LOCK_WAIT_SECONDS = 20.0
 _DUCKDB_HOLDER = re.compile(r"\(PID (\d+)\)")
 
 
@@ -53,9 +56,10 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str, password: str | None = None) -> Engine:
+def make_engine(url: str, password: str | None = None, for_sensor: bool = False) -> Engine:
     """An engine for the URL, ready for chunked reads. `password` (from a secret store) replaces the URL's
-    own, so the URL can stay free of it."""
+    own, so the URL can stay free of it. `for_sensor`: a DuckDB file another process holds is waited for
+    SENSOR_DUCKDB_LOCK_WAIT_SECONDS, not DUCKDB_LOCK_WAIT_SECONDS."""
     parsed = normalize_url(url)
     if password:
         parsed = parsed.set(password=password)
@@ -72,7 +76,7 @@ def make_engine(url: str, password: str | None = None) -> Engine:
             config["threads"] = parsed.query["threads"]
         parsed = parsed.difference_update_query(["memory_limit", "threads"])
         engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool, connect_args={"config": config})
-        sa.event.listen(engine, "do_connect", _duckdb_connect_in_turn)
+        sa.event.listen(engine, "do_connect", _duckdb_connect_in_turn(for_sensor))
         return engine
     settings = connection_settings(parsed)
     engine = sa.create_engine(settings.url, pool_pre_ping=True, connect_args=settings.connect_args)
@@ -80,9 +84,17 @@ def make_engine(url: str, password: str | None = None) -> Engine:
     return engine
 
 
-def _duckdb_connect_in_turn(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+def _duckdb_connect_in_turn(for_sensor: bool) -> Callable[..., Any]:
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        wait = SENSOR_DUCKDB_LOCK_WAIT_SECONDS if for_sensor else DUCKDB_LOCK_WAIT_SECONDS
+        return _duckdb_connect_waiting(wait, dialect, cargs, cparams)
+
+    return connect
+
+
+def _duckdb_connect_waiting(wait: float, dialect: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
     """Open the DuckDB file, waiting (with backoff) while another process has it open."""
-    deadline = time.monotonic() + DUCKDB_LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + wait
     delay, waited = 0.05, False
     while True:
         try:
@@ -94,8 +106,8 @@ def _duckdb_connect_in_turn(dialect: Any, _record: Any, cargs: Any, cparams: dic
             holder = f"another process (PID {found.group(1)})" if found else "another process"
             path = cargs[0] if cargs else cparams.get("database", "")
             if time.monotonic() >= deadline:
-                raise WarehouseError(
-                    f"the DuckDB file {path} stayed open in {holder} for {DUCKDB_LOCK_WAIT_SECONDS:g} s, and "
+                raise WarehouseBusy(
+                    f"the DuckDB file {path} stayed open in {holder} for {wait:g} s, and "
                     "DuckDB lets one process at a time open a file; let that process finish (another run, a "
                     "sensor tick) or stop it, or put the warehouse on PostgreSQL to run syncs at once"
                 ) from None

@@ -15,6 +15,11 @@ class WarehouseError(SyncFailed):
     """The warehouse (or the state database) failed or refused a statement; the message says what to do."""
 
 
+class WarehouseBusy(WarehouseError):
+    """A DuckDB file stayed open in another process for longer than the wait (DuckDB lets one process at a
+    time open a file): a sensor tick skips and the next one tries again."""
+
+
 def first_line(exc: BaseException) -> str:
     """The database's own message, first line: what a person needs of it."""
     orig = getattr(exc, "orig", None) or exc

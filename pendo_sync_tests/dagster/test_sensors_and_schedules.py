@@ -109,3 +109,33 @@ def test_schedules_run_config_runs_the_sync_in_its_mode(duckdb_world: World, def
     assert (version.mode, version.status) == ("incremental", "with_rejects")  # the n/a NPS row
     nightly = defs.get_schedule_def("accounts_nightly_full")
     assert nightly.cron_schedule == "0 3 * * *"
+
+
+@pytest.mark.parametrize("name", ["pendo_sync_new_rows", "pendo_sync_schema_drift"])
+def test_a_sensor_tick_skips_naming_the_process_that_holds_the_duckdb_file(
+    duckdb_world: World, defs: dg.Definitions, monkeypatch: pytest.MonkeyPatch, name: str
+):
+    """A run holds the DuckDB file: the tick skips with the reason, well within Dagster's sensor timeout
+    (60 s), keeping its cursor, instead of waiting the 600 s a run waits and failing the tick."""
+    from pathlib import Path
+
+    from pendo_sync.warehouse import engines
+    from pendo_sync_tests.warehouse.test_engines import hold_duckdb_file
+
+    monkeypatch.setattr(engines, "SENSOR_DUCKDB_LOCK_WAIT_SECONDS", 0.5)
+    path = Path(duckdb_world.url.removeprefix("duckdb:///"))
+    holder = hold_duckdb_file(path, 60)
+    try:
+        with dg.instance_for_test() as instance:
+            result = tick(defs, name, instance, '{"earlier": "cursor"}' if name.endswith("rows") else None)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.run_requests == [] and result.skip_reason is not None
+    assert result.skip_reason.skip_message == (
+        f"the DuckDB file {path} stayed open in another process (PID {holder.pid}) for 0.5 s, and DuckDB lets "
+        "one process at a time open a file; let that process finish (another run, a sensor tick) or stop it, "
+        "or put the warehouse on PostgreSQL to run syncs at once. The next tick tries again."
+    )
+    if name.endswith("rows"):
+        assert result.cursor == '{"earlier": "cursor"}'
