@@ -4,6 +4,7 @@ adaptive pool of concurrent calls; retries that obey the server; row-level outco
 Status handling, in one place:
   200  missing/errors become row rejects, the rest is confirmed
   408  the call ran past Pendo's time limit: split the batch in half, retry the halves
+  413  the body was over a limit (a gateway's before Pendo): split the batch in half, as for 408
   429  wait Retry-After (seconds or HTTP date) and halve concurrency (AIMD)
   5xx, timeouts, dropped connections: exponential backoff with jitter, then reject the rows with the reason
   400  a field without a mapping, or a body Pendo cannot read: stop the sync (FatalDeliveryError)
@@ -131,9 +132,9 @@ class BatchSizer:
         allowed = int(self.settings.target_call_seconds / max(self.seconds_per_record, 1e-9))
         self.records = max(1, min(self.ceiling, allowed))
 
-    def too_slow(self, records: int) -> None:
-        """A call of `records` ran past Pendo's time limit (408): for the rest of the run, no call carries
-        more than half of that (the halves of the batch are what is tried next)."""
+    def too_big(self, records: int) -> None:
+        """A call of `records` ran past Pendo's time limit (408) or over a body limit (413): for the rest of
+        the run, no call carries more than half of that (the halves of the batch are what is tried next)."""
         self.ceiling = max(1, min(self.ceiling, records // 2))
         self.records = min(self.records, self.ceiling)
 
@@ -219,7 +220,7 @@ class Delivery:
         self._sleep = sleep
 
     async def send(self, batch: Batch) -> BatchResult:
-        """Deliver one batch (splitting it on 408) and account for every record in it."""
+        """Deliver one batch (splitting it on 408 and 413) and account for every record in it."""
         result = BatchResult()
         await self._send_into(batch, result)
         return result
@@ -253,12 +254,15 @@ class Delivery:
                 self.stats.bytes_sent += batch.size_bytes
                 self._apply_answer(batch, response, result)
                 return
-            if status == 408:
-                self.sizer.too_slow(len(batch.records))
+            if status in (408, 413):
+                self.sizer.too_big(len(batch.records))
                 if len(batch.records) == 1:
-                    result.reject(
-                        batch.records[0], "error", "one record alone ran past Pendo's time limit (HTTP 408)"
+                    alone = (
+                        "ran past Pendo's time limit (HTTP 408)"
+                        if status == 408
+                        else f"is larger than Pendo takes in a call (HTTP 413: {_error_text(response)})"
                     )
+                    result.reject(batch.records[0], "error", f"one record alone {alone}")
                     return
                 self.stats.splits += 1
                 first, second = batch.halves()

@@ -65,6 +65,30 @@ def test_408_halves_the_batch_until_calls_fit_the_time_limit(duckdb_world: World
     assert_pendo_equals_source(world)
 
 
+def test_413_from_a_body_limit_in_front_of_pendo_halves_the_batch_until_calls_fit(duckdb_world: World):
+    """A gateway before Pendo may refuse large bodies (HTTP 413) though Pendo takes any number of records:
+    the batch is halved like a 408, and every row lands."""
+    world = duckdb_world
+    world.emulator.settings.max_body_bytes = 2_000  # about 15 account records
+    outcome = world.run("accounts")
+    stats = world.emulator.stats()
+    assert stats["statuses"][413] >= 1
+    assert max(stats["batch_sizes"][-5:]) <= 20
+    assert outcome.counts["updated"] == PRESENT
+    assert_pendo_equals_source(world)
+
+
+def test_a_record_alone_over_the_body_limit_is_rejected_with_the_reason(duckdb_world: World):
+    world = duckdb_world
+    world.emulator.settings.max_body_bytes = 60  # below any one account record
+    outcome = world.run("accounts")
+    assert outcome.counts["updated"] == 0 and outcome.counts["errors"] == ACCOUNTS  # missing ids too
+    reasons = {r["reason"] for r in world.store.rejects.outstanding("accounts", kind="error")}
+    assert reasons == {
+        "one record alone is larger than Pendo takes in a call (HTTP 413: request body over 60 bytes)"
+    }
+
+
 def test_5xx_and_dropped_connections_are_retried(duckdb_world: World):
     world = duckdb_world
     world.emulator.inject_faults([Fault("status", status=503, count=2), Fault("drop", count=2, after=1)])

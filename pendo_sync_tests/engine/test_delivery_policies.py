@@ -41,11 +41,11 @@ def test_batch_sizer_starts_at_batch_records_and_sizes_by_latency_within_the_cap
 
 def test_batch_sizer_after_a_408_never_goes_past_half_of_what_ran_too_long() -> None:
     sizer = BatchSizer(DeliverySettings(batch_records=800, max_batch_records=5000, target_call_seconds=60))
-    sizer.too_slow(800)
+    sizer.too_big(800)
     assert (sizer.ceiling, sizer.records) == (400, 400)
     sizer.observe(400, 0.01)  # fast answers do not lift the ceiling again
     assert sizer.records == 400
-    sizer.too_slow(1)
+    sizer.too_big(1)
     assert sizer.ceiling == 1
 
 

@@ -84,6 +84,10 @@ class Emulator(PendoState):
     async def _admitted_write(
         self, kind: str, group: str, body: bytes, create: bool, lost_answer: bool
     ) -> Answer:
+        limit = self.settings.max_body_bytes
+        if limit and len(body) > limit:
+            self.count_call(0, len(body), 413)
+            return Answer(413, {"error": f"request body over {limit} bytes"})
         try:
             items = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

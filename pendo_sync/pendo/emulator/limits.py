@@ -21,6 +21,7 @@ class EmulatorSettings:
     max_concurrent: int = 0  # write calls in flight at once; more answer 429
     max_calls_per_s: float = 0.0  # leaky bucket over write calls; overflow answers 429
     retry_after_s: float = 1.0
+    max_body_bytes: int = 0  # a gateway's body limit before Pendo (Pendo itself has none): over it, 413
 
 
 FAULT_KINDS = ("status", "drop", "lost_answer", "slow", "429")
