@@ -54,6 +54,12 @@ def _secret(secret_id: str, what: str, variable: str, json_key: str) -> str:
     return read_secret(secret_id, what, variable, json_key)
 
 
+def _plain_or_secret(plain: str, secret_id: str, what: str, variable: str, json_key: str) -> str:
+    """The secret's value when its id is set (a secret id wins, as everywhere), else the plain value."""
+    resolved_id = _resolved(secret_id)
+    return _secret(resolved_id, what, variable, json_key) if resolved_id else _resolved(plain)
+
+
 def _sns_subject(title: str) -> str:
     subject = _CONTROL_CHARS.sub(" ", title).encode("ascii", "replace").decode("ascii").strip()
     return subject[:SNS_SUBJECT_LIMIT] or "pendo_sync alert"
@@ -82,18 +88,22 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return ""
 
     def _webhook_url(self) -> str:
-        secret_id = _resolved(self.slack_webhook_url_secret_id)  # a secret id wins, as everywhere
-        if not secret_id:
-            return _resolved(self.slack_webhook_url)
-        return _secret(
-            secret_id, "the Slack webhook URL", variables.SLACK_WEBHOOK_URL_SECRET_ID.name, "webhook_url"
+        return _plain_or_secret(
+            self.slack_webhook_url,
+            self.slack_webhook_url_secret_id,
+            "the Slack webhook URL",
+            variables.SLACK_WEBHOOK_URL_SECRET_ID.name,
+            "webhook_url",
         )
 
     def _token(self) -> str:
-        secret_id = _resolved(self.slack_token_secret_id)
-        if not secret_id:
-            return _resolved(self.slack_token)
-        return _secret(secret_id, "the Slack bot token", variables.SLACK_TOKEN_SECRET_ID.name, "token")
+        return _plain_or_secret(
+            self.slack_token,
+            self.slack_token_secret_id,
+            "the Slack bot token",
+            variables.SLACK_TOKEN_SECRET_ID.name,
+            "token",
+        )
 
     def enabled(self) -> bool:
         """Whether any destination is configured."""
