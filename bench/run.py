@@ -21,8 +21,9 @@ What each figure means (medians of --repeat runs):
     batch                   median records per call, as the sync's batch sizer chose them
     CPU per record          CPU time of the sync process (all its threads, DuckDB's included) and of
                             the emulator process during the run, per record sent
-    with the change log     the same full sync with `change_log: {retention_days: 30}`: its records/s
-                            and how much slower than without it the median run is
+    with the change log     the same full sync with `change_log: {retention_days: 30}`, each run paired
+                            with one without it, back to back: its records/s, and how much slower it
+                            is (the median of the pairs' wall-time ratios)
     ideal client, records/s the latency-model emulator under an ideal client: the same records,
                             pre-serialized before the clock starts, posted by httpx at the sync's
                             concurrency and batch size, with its own CPU per record (the emulator keeps
@@ -221,32 +222,38 @@ class Bench:
         )
         return result
 
-    def full(self) -> dict[str, Any]:
+    def full(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The full sync, without and with the change log, in pairs run back to back (the order swapped
+        every other pair), so that the change log's cost compares runs made under the same conditions of
+        a shared machine; its cost is the median of the pairs' ratios."""
         print(f"[{self.backend}] generating {self.args.rows:,} visitor rows", flush=True)
         started = time.perf_counter()
         create_tables(self.engine, TABLE, self.args.rows)
         print(f"[{self.backend}] generated in {time.perf_counter() - started:.1f} s", flush=True)
-        runs = []
+        runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
         for i in range(self.args.repeat):
-            reset_state(self.engine)
-            run = self.sync(TABLE, "full")
-            if run["sent"] != self.args.rows:
-                raise RuntimeError(f"full sync sent {run['sent']:,} of {self.args.rows:,} rows")
-            print(f"[{self.backend}] full sync {i + 1}: {_rate(run)}", flush=True)
-            runs.append(run)
+            for change_log in (False, True) if i % 2 == 0 else (True, False):
+                reset_state(self.engine)
+                run = self.sync(TABLE, "full", change_log=change_log)
+                if run["sent"] != self.args.rows:
+                    raise RuntimeError(f"full sync sent {run['sent']:,} of {self.args.rows:,} rows")
+                label = "full sync with the change log" if change_log else "full sync"
+                print(f"[{self.backend}] {label} {i + 1}: {_rate(run)}", flush=True)
+                runs[change_log].append(run)
         keys = ("records_per_s", "wall_s", "peak_rss_mb", "calls", "retries", "batch")
-        return {"runs": runs, **medians(runs, *keys, "sync_us_per_record", "emulator_us_per_record")}
-
-    def with_change_log(self, without: dict[str, Any]) -> dict[str, Any]:
-        """The full sync again with the change log on; its cost is the share by which it is slower."""
-        runs = []
-        for i in range(self.args.repeat):
-            reset_state(self.engine)
-            run = self.sync(TABLE, "full", change_log=True)
-            print(f"[{self.backend}] full sync with the change log {i + 1}: {_rate(run)}", flush=True)
-            runs.append(run)
-        typical = medians(runs, "records_per_s", "wall_s", "sync_us_per_record")
-        return {"runs": runs, **typical, "cost": typical["wall_s"] / without["wall_s"] - 1}
+        full = {
+            "runs": runs[False],
+            **medians(runs[False], *keys, "sync_us_per_record", "emulator_us_per_record"),
+        }
+        ratios = [
+            logged["wall_s"] / plain["wall_s"] for plain, logged in zip(runs[False], runs[True], strict=True)
+        ]
+        change_log = {
+            "runs": runs[True],
+            **medians(runs[True], "records_per_s", "wall_s", "sync_us_per_record"),
+            "cost": statistics.median(ratios) - 1,
+        }
+        return full, change_log
 
     def ceiling(self, batch: int, emulator: EmulatorProcess | None = None) -> dict[str, Any]:
         """The ideal client's records/s against the latency-model emulator, or against another."""
@@ -415,9 +422,8 @@ def top_functions(path: Path, limit: int = 20) -> str:
 def bench_backend(args: argparse.Namespace, backend: str, model: LatencyModel) -> dict[str, Any]:
     with EmulatorProcess(model, emulator_seed(), ROOT) as emulator:
         bench = Bench(args, backend, emulator)
-        full = bench.full()
+        full, change_log = bench.full()
         ideal = bench.ceiling(int(full["batch"]))
-        change_log = bench.with_change_log(full)
         incremental = bench.incremental()
         memory = bench.memory()
         profile = bench.profile() if args.profile else None
