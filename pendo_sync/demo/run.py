@@ -136,12 +136,12 @@ def run_demo(accounts: int = 5_000, visitors: int = 50_000, fresh: bool = False)
         from pendo_sync.dagster.build import OBSERVE_JOB, build_definitions
 
         defs = build_definitions(config)
+        info = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # not Dagster's DEBUG events
         with dg.DagsterInstance.get() as instance:
-            defs.resolve_job_def(OBSERVE_JOB).execute_in_process(instance=instance)  # the warehouse, observed
+            # The warehouse, observed (the UI's warehouse assets then say when), then both syncs.
+            defs.resolve_job_def(OBSERVE_JOB).execute_in_process(instance=instance, run_config=info)
             result = defs.resolve_job_def("sync_all").execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                instance=instance, raise_on_error=False, run_config=info
             )
         snapshot.write_text(json.dumps(emulator.snapshot()))
         stats = emulator.stats()
