@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,50 @@ def test_a_fatal_answer_is_one_line_without_task_noise(duckdb_world: World, tmp_
         "pendo-sync: sync 'accounts': Pendo refused the account custom write (HTTP 400: injected fault: HTTP "
         "400); check that every mapped field exists in Pendo under account / custom (pendo-sync check)"
     )
+
+
+@pytest.fixture
+def not_pendo() -> Iterator[str]:
+    """A web server that is not Pendo: 404 and a page of HTML for everything."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(404)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>Not Found</html>")
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_url_that_is_not_pendo_is_one_line_and_verify_blames_no_id(
+    cli, duckdb_world: World, not_pendo, monkeypatch
+):
+    """It was an internal error (JSONDecodeError) for check and run, and verify said every id was missing
+    from Pendo (and --repair marked them all drifted)."""
+    assert duckdb_world.run("accounts").status == "complete"
+    monkeypatch.setenv("PENDO_BASE_URL", not_pendo)
+    expected = (
+        f"{not_pendo} answered HTTP 404 on reading the account field schema: it does not serve Pendo's "
+        "Integration API; check PENDO_BASE_URL (a region: us, us1, eu, jpn, au; or the URL of Pendo or of the "
+        "emulator)"
+    )
+    for argv in (["check"], ["run", "accounts"], ["verify", "accounts", "--repair"]):
+        code, _, err = cli(*argv)
+        assert code == 4, (argv, err)
+        assert only_line(err).endswith(expected), (argv, err)
+    assert duckdb_world.sql("SELECT count(*) FROM pendo_sync.rejects WHERE kind = 'drift'") == [(0,)]

@@ -85,6 +85,8 @@ async def verify(
 ) -> Verification:
     """Compare a sample of `sample` confirmed ids (all of them with None) with what Pendo holds."""
     state.ensure_schema()
+    # Read first: a server that is not Pendo fails here, before any id is taken for missing from Pendo.
+    await client.field_schema(spec.kind)
     comparer = _Comparer(spec, warehouse, state)
     result = Verification(spec.name)
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -86,6 +87,13 @@ def _raise_for_auth(response: httpx.Response, what: str) -> None:
         )
 
 
+def id_segment(record_id: str) -> str:
+    """An id as one path segment: every character but the unreserved percent-encoded ('/', '?', '#',
+    '%', a tab...), and the dots of a dot segment too ('.' and '..' would be resolved away)."""
+    segment = quote(record_id, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
 class PendoClient:
     """Calls to Pendo's Integration API over one pooled AsyncClient; use as `async with PendoClient(...)`."""
 
@@ -128,23 +136,40 @@ class PendoClient:
         params = {"create": "true"} if create else None
         return await self.http.post(f"/api/v1/metadata/{kind}/{group}/value", content=body, params=params)
 
-    async def _read(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        """A read call (schema, record, aggregation): unreachable, refused key and errors as PendoErrors."""
+    async def _read(
+        self, method: str, path: str, what: str, missing_ok: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """A read call (schema, record, aggregation): unreachable, refused key and errors as PendoErrors.
+        A 404 passes only where it means a missing record."""
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise unreachable(self.base_url, exc) from None
         _raise_for_auth(response, what)
+        if response.status_code == 404 and not missing_ok:
+            raise self._not_pendo(f"answered HTTP 404 on {what}")
         if response.status_code >= 400 and response.status_code != 404:
             raise PendoError(f"Pendo answered HTTP {response.status_code} on {what}: {response.text[:200]}")
         return response
 
+    def _json(self, response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_pendo(f"answered {what} with something that is not JSON") from None
+
+    def _not_pendo(self, how: str) -> PendoError:
+        return PendoError(
+            f"{self.base_url} {how}: it does not serve Pendo's Integration API; check PENDO_BASE_URL (a "
+            "region: us, us1, eu, jpn, au; or the URL of Pendo or of the emulator)"
+        )
+
     async def field_schema(self, kind: str) -> dict[str, dict[str, dict[str, Any]]]:
         """group -> field -> attributes ({"Type": ..., "ElementType": ..., "isDeleted": ...})."""
-        response = await self._read(
-            "GET", f"/api/v1/metadata/schema/{kind}", f"reading the {kind} field schema"
-        )
-        result: dict[str, dict[str, dict[str, Any]]] = response.json()
+        what = f"reading the {kind} field schema"
+        result = self._json(await self._read("GET", f"/api/v1/metadata/schema/{kind}", what), what)
+        if not isinstance(result, dict):
+            raise self._not_pendo(f"answered {what} with something that is not a field schema")
         return result
 
     async def field_schemas(self, kinds: set[str]) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
@@ -152,11 +177,14 @@ class PendoClient:
         return {kind: await self.field_schema(kind) for kind in sorted(kinds)}
 
     async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
-        path = f"/api/v1/{kind}/{httpx.URL(record_id).raw_path.decode()}"
-        response = await self._read("GET", path, f"reading {kind} {record_id}")
+        path = f"/api/v1/{kind}/{id_segment(record_id)}"
+        what = f"reading {kind} {record_id}"
+        response = await self._read("GET", path, what, missing_ok=True)
         if response.status_code == 404:
             return None
-        record: dict[str, Any] = response.json()
+        record = self._json(response, what)
+        if not isinstance(record, dict):
+            raise self._not_pendo(f"answered {what} with something that is not a record")
         return record
 
     async def existing_ids(
@@ -190,8 +218,11 @@ class PendoClient:
                 pipeline.append({"filter": " && ".join(clauses)})
             pipeline += [{"select": select}, {"sort": [id_key]}, {"limit": page_size}]
             body = {"response": {"mimeType": "application/json"}, "request": {"pipeline": pipeline}}
-            response = await self._read("POST", "/api/v1/aggregation", "the aggregation API", json=body)
-            rows: list[dict[str, Any]] = response.json().get("results", [])
+            what = "the aggregation API"
+            answer = self._json(await self._read("POST", "/api/v1/aggregation", what, json=body), what)
+            if not isinstance(answer, dict):
+                raise self._not_pendo(f"answered {what} with something that is not its result")
+            rows: list[dict[str, Any]] = answer.get("results", [])
             if rows:
                 yield rows
             if len(rows) < page_size:

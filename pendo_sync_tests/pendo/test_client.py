@@ -31,3 +31,32 @@ def test_anything_else_says_what_it_must_be() -> None:
         match=r"PENDO_BASE_URL 'mars' is neither a region \(us, us1, eu, jpn, jp, au\) nor an http\(s\) URL",
     ):
         resolve_base_url("mars")
+
+
+HOSTILE_IDS = ["sl/ash", "qm?x", "pct%2F", "..", ".", "hash#x", "tab\there", "sp ace", "é/ü", "a+b&c=d"]
+
+
+def test_a_record_is_read_back_whatever_its_id_holds() -> None:
+    """verify's single-record read: an id is one path segment, percent-encoded whole ('/' '?' '#' '%'
+    and dot segments included); it read 'sl/ash' as two segments and found no record."""
+    import asyncio
+
+    from pendo_sync.pendo.client import PendoClient
+    from pendo_sync.pendo.emulator import Emulator, EmulatorServer
+
+    emulator = Emulator()
+    emulator.add_field("visitor", "custom", "plan", "string")
+    emulator.add_ids("visitor", HOSTILE_IDS)
+    for rid in HOSTILE_IDS:
+        emulator.alter("visitor", rid, {"plan": f"plan of {rid}"})
+
+    async def read_all(base_url: str) -> dict[str, object]:
+        async with PendoClient(base_url, emulator.settings.integration_key, timeout_seconds=10) as client:
+            return {rid: await client.get_record("visitor", rid) for rid in HOSTILE_IDS}
+
+    with EmulatorServer(emulator) as server:
+        found = asyncio.run(read_all(server.base_url))
+    plans = {
+        rid: (record or {}).get("metadata", {}).get("custom", {}).get("plan") for rid, record in found.items()
+    }
+    assert plans == {rid: f"plan of {rid}" for rid in HOSTILE_IDS}
