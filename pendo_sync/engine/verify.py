@@ -28,7 +28,7 @@ from pendo_sync.pendo.types import CoercionError
 from pendo_sync.state.ledger import SeenIds
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.diff import ChangeSetSQL
-from pendo_sync.warehouse.slices import Slice
+from pendo_sync.warehouse.slices import Slice, fetch_tuples
 
 EXAMPLES = 20
 PAGE = 1000
@@ -129,7 +129,8 @@ class _Comparer:
         if not confirmed:
             return {}
         with self.warehouse.connect() as conn:
-            rows = conn.execute(self.sql.rows(self.sql.source_rows(ids=list(confirmed)), None)).all()
+            # As a run reads them (the driver's values: a JSON column's text, not SQLAlchemy's dict of it).
+            rows = fetch_tuples(conn, self.sql.rows(self.sql.source_rows(ids=list(confirmed)), None))
         differences: dict[str, Difference] = {}
         for row in rows:
             record_id, row_hash, values = row[0], row[1], tuple(row[4:])

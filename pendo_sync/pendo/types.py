@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -59,14 +60,36 @@ def cleared_values(fields: list[str], wire: Wire = Wire()) -> dict[str, Any]:
     return dict.fromkeys(fields, wire.clear_value)
 
 
+# Values whose str() is the text the database shows for them.
+_PLAIN_TEXT = (int, float, Decimal, uuid.UUID)
+
+
 def _to_string(value: Any) -> str:
+    """A value's text as the database writes it: times in ISO 8601, JSON documents and arrays as compact
+    JSON. A value without a faithful text form (binary, an interval, a composite) is refused, naming the
+    fix, rather than sent as Python's repr of it."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         raise CoercionError(f"{value!r} is not a finite number")
-    return str(value)
+    if isinstance(value, _PLAIN_TEXT):  # bool is an int: True, as before
+        return str(value)
+    if isinstance(value, dict | list):
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError as exc:
+            raise CoercionError(f"{_show(value)} cannot be written as JSON text: {exc}") from None
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise CoercionError(
+            "a binary value has no text form to send; select the text you want in the sync's query (hex, "
+            "base64 or a decoding)"
+        )
+    raise CoercionError(
+        f"{_show(value)} (a {type(value).__name__}) has no text form pendo_sync knows; cast the column to "
+        "text in the sync's query"
+    )
 
 
 def _to_boolean(value: Any) -> bool:
