@@ -166,6 +166,9 @@ def slice_predicate(relation: sa.FromClause, spec: SyncSpec, window: Slice) -> s
             clauses.append(key > sa.bindparam("slice_lower", window.lower))
         if window.upper is not None:
             clauses.append(key <= sa.bindparam("slice_upper", window.upper))
+        # A row with no key is in no window: every incremental run diffs it with the ledger (sent once,
+        # then again only when it changes), or no incremental run would ever send it.
+        return sa.or_(sa.and_(*clauses), key.is_(None)) if clauses else None
     else:
         clauses += [
             key >= sa.bindparam("slice_lower", window.lower),
