@@ -5,7 +5,9 @@ exit code of pendo_sync/errors.py."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from pendo_sync.cli.commands import cmd_check, cmd_discover, cmd_run, cmd_verify
@@ -147,14 +149,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how ECS, Kubernetes and Dagster stop a process), raised where Ctrl-C would be: a run closes
+    its version and releases its lock on the way out, as it does for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except PendoSyncError as exc:
         for line in exc.lines():  # one line, or a header and its `error:` lines
             print(line if line.startswith("error: ") else f"pendo-sync: {line}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("pendo-sync: stopped by SIGTERM; the next run resumes where this one stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("pendo-sync: interrupted; the next run resumes where this one stopped", file=sys.stderr)
         return 130

@@ -81,3 +81,34 @@ def test_killed_runs_resume_without_loss_or_false_claims(pg_world: World, tmp_pa
     assert sent_twice <= 3 * CONCURRENCY * BATCH
     statuses = [v.status for v in world.store.versions.all("visitors")]
     assert statuses == ["abandoned", "abandoned", "abandoned", "with_rejects"]
+
+
+@pytest.mark.postgres
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_the_next_run_resumes(pg_world: World, tmp_path: Path):
+    """ECS, Kubernetes and Dagster stop a run with SIGTERM: the run closes its version and releases its
+    lock, so the next run (on any host) need not wait for the lock to go stale. SIGTERM killed the
+    process outright, leaving the version running and the lock held for 15 minutes."""
+    import signal
+
+    world = pg_world
+    config = write_config(tmp_path)
+    world.emulator.settings.fixed_latency_s = 0.05
+    run = start_run(world, config)
+    deadline = time.monotonic() + 60
+    while world.emulator.stats()["records_received"] < 100:
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (
+        "pendo-sync: stopped by SIGTERM; the next run resumes where this one stopped"
+    )
+    assert world.sql("SELECT count(*) FROM pendo_sync.locks WHERE sync_name = 'visitors'") == [(0,)]
+    assert world.sql("SELECT status FROM pendo_sync.versions WHERE sync_name = 'visitors'") == [("failed",)]
+    world.emulator.settings.fixed_latency_s = 0.0
+    final = start_run(world, config)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert '"status": "with_rejects"' in out
