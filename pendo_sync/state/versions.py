@@ -197,20 +197,23 @@ class Versions:
             return int(conn.execute(stmt).scalar() or 0)
 
     def revert(self, sync_name: str, to_version: int, run_id: str = "revert") -> StateVersion:
-        """Step back to a version: forget every row confirmed or rejected after it and restore its cursor,
-        as a new version."""
-        target = self.require(sync_name, to_version)
+        """Step back to a version, as a new version: forget every row confirmed after it, so the next run
+        resends them. The rows forgotten may have keys at or below that version's cursor (a full run or a
+        look-back confirmed them), so the cursor is cleared: the next incremental run diffs the whole
+        table with the ledger, as a first run does, and sends what the ledger lacks. Rejects stay: a row
+        still owed is retried by the next run whatever its mode."""
+        self.require(sync_name, to_version)
         forgotten = self.revert_plan(sync_name, to_version)
-        ledger, rejects = self.tables.ledger, self.tables.rejects
-        note = f"reverted to version {to_version}; {forgotten} confirmed rows forgotten, the next run resends them"
+        ledger = self.tables.ledger
+        note = (
+            f"reverted to version {to_version}; {forgotten} confirmed rows forgotten, the next run diffs the "
+            "whole table and resends them"
+        )
         with self.engine.begin() as conn:
-            for table in (ledger, rejects):
-                conn.execute(
-                    sa.delete(table).where(table.c.sync_name == sync_name, table.c.version > to_version)
-                )
-            version = self._insert(
-                conn, sync_name, run_id, "revert", "complete", target.cursor, note, finished=True
+            conn.execute(
+                sa.delete(ledger).where(ledger.c.sync_name == sync_name, ledger.c.version > to_version)
             )
+            version = self._insert(conn, sync_name, run_id, "revert", "complete", None, note, finished=True)
         return self.require(sync_name, version)
 
     def as_json(self, sync_name: str) -> str:

@@ -56,7 +56,8 @@ def test_revert_forgets_rows_confirmed_after_the_version(store: StateStore) -> N
     store.versions.finish("visitors", v2, "complete", 20, RunCounts())
     assert store.versions.revert_plan("visitors", v1) == 2
     reverted = store.versions.revert("visitors", v1)
-    assert (reverted.version, reverted.mode, reverted.cursor) == (3, "revert", 10)
+    # No cursor: b was confirmed at or below 10 (a look-back, a full run) and must be read again.
+    assert (reverted.version, reverted.mode, reverted.cursor) == (3, "revert", None)
     assert store.ledger.rows("visitors") == {"a": "h1"}
     assert [v.version for v in store.versions.all("visitors")] == [1, 2, 3]
     with pytest.raises(StateError, match=r"sync 'visitors' has no state version 9; versions are \[1, 2, 3\]"):
