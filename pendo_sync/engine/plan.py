@@ -13,6 +13,7 @@ Outstanding rejects are read whatever the slice (engine/changeset.py).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pendo_sync.engine.preflight import PreflightError, Source, describe_source,
 from pendo_sync.errors import UsageError
 from pendo_sync.state.cursor import align_cursor, key_kind
 from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.hashes import mapping_digest
 from pendo_sync.warehouse.slices import Slice, lookback_lower, max_replication_key
 
 if TYPE_CHECKING:
@@ -74,7 +76,15 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
     state.ensure_schema()
     previous = state.versions.current_cursor(spec.name)
     key_type = (source.columns or {}).get(spec.replication_key or "")
-    window, target = plan_window(spec, warehouse, previous, options, key_type)
+    last = state.versions.last_mapping(spec.name)
+    if last is not None and last[1] != mapping_digest(spec) and options.mode == "incremental":
+        # Every row sends something else now, whatever its key: read them all, as a first run does.
+        window, target = plan_window(spec, warehouse, None, options, key_type)
+        window = dataclasses.replace(
+            window, why_whole=f"every row: the mapping changed since version {last[0]}"
+        )
+    else:
+        window, target = plan_window(spec, warehouse, previous, options, key_type)
     return SourceSlice(spec.name, options.mode, window, previous, target, source, options.full_refresh)
 
 

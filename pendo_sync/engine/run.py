@@ -36,6 +36,7 @@ from pendo_sync.pendo.client import PendoClient, PendoError
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.tables import utcnow
 from pendo_sync.warehouse.errors import database_failure
+from pendo_sync.warehouse.hashes import mapping_digest
 
 log = logging.getLogger("pendo_sync")
 
@@ -153,7 +154,7 @@ async def _locked_run(
     changes = _changes(spec, warehouse, state, planned)
     if spec.existing_ids_only:
         await _fetch_pendo_ids(spec, state, client)
-    version = state.versions.begin(spec.name, options.run_id, planned.mode, previous)
+    version = state.versions.begin(spec.name, options.run_id, planned.mode, previous, mapping_digest(spec))
     runner = Runner(
         spec,
         changes,

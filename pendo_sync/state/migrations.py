@@ -89,11 +89,21 @@ def _fingerprints_from_the_database(conn: Connection, tables: StateTables) -> No
     conn.execute(sa.update(ledger).where(ledger.c.field_hashes.is_not(None)).values(field_hashes=None))
 
 
+def _mapping_of_each_version(conn: Connection, tables: StateTables) -> None:
+    """Each version says which mapping it sent with, so a run after a change of mapping reads every row
+    (versions before have none: taken as the current mapping)."""
+    if "mapping" not in _columns(conn, tables, "versions"):
+        conn.execute(
+            sa.text(f"ALTER TABLE {tables.quoted(conn, tables.versions)} ADD COLUMN mapping VARCHAR(32)")
+        )
+
+
 MIGRATIONS = (
     Migration(2, "a column for every run figure", _add_figures),
     Migration(3, "one ledger row per (sync, id)", _one_ledger_row_per_id),
     Migration(4, "reject history, field fingerprints and the change log", _reject_history_and_change_log),
     Migration(5, "field fingerprints computed by the database", _fingerprints_from_the_database),
+    Migration(6, "the mapping of each version", _mapping_of_each_version),
 )
 LATEST = MIGRATIONS[-1].version
 

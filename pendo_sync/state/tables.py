@@ -79,6 +79,8 @@ class StateTables:
             sa.Column("started_at", sa.DateTime, nullable=False),
             sa.Column("finished_at", sa.DateTime),
             sa.Column("note", sa.String(1024), nullable=False, default=""),
+            # md5 of the mapping the run sent with (warehouse/hashes.py mapping_digest); NULL before it.
+            sa.Column("mapping", sa.String(32)),
         )
         self.locks = sa.Table(
             "locks",

@@ -65,10 +65,27 @@ class Versions:
         self.tables = tables
         self.table = tables.versions
 
-    def begin(self, sync_name: str, run_id: str, mode: str, cursor: Any) -> int:
-        """Open a new state version (status 'running') carrying the cursor the run starts from."""
+    def begin(self, sync_name: str, run_id: str, mode: str, cursor: Any, mapping: str | None = None) -> int:
+        """Open a new state version (status 'running') carrying the cursor the run starts from and the
+        digest of the mapping it sends with."""
         with self.engine.begin() as conn:
-            return self._insert(conn, sync_name, run_id, mode, "running", cursor, "", finished=False)
+            return self._insert(conn, sync_name, run_id, mode, "running", cursor, "", False, mapping)
+
+    def last_mapping(self, sync_name: str) -> tuple[int, str] | None:
+        """(version, mapping digest) of the latest run that went through (complete or with rejects), or
+        None where there is none or it predates the column."""
+        t = self.table
+        stmt = (
+            sa.select(t.c.version, t.c.mapping)
+            .where(
+                t.c.sync_name == sync_name, t.c.status.in_(("complete", "with_rejects")), t.c.mode != "revert"
+            )
+            .order_by(t.c.version.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None or row.mapping is None else (int(row.version), str(row.mapping))
 
     def _insert(
         self,
@@ -80,6 +97,7 @@ class Versions:
         cursor: Any,
         note: str,
         finished: bool,
+        mapping: str | None = None,
     ) -> int:
         lock_table(conn, self.tables, self.table)
         version = self._next(conn, sync_name)
@@ -97,6 +115,7 @@ class Versions:
                 started_at=now,
                 finished_at=now if finished else None,
                 note=note[:1024],
+                mapping=mapping,
                 **figures(RunCounts()),
             )
         )

@@ -6,6 +6,7 @@ dialect).
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from typing import Any
 
@@ -40,6 +41,11 @@ def mapping_signature(spec: SyncSpec) -> str:
     if spec.clear_with != default.clear_with:
         signature += f"|clear_with={spec.clear_with}"
     return signature
+
+
+def mapping_digest(spec: SyncSpec) -> str:
+    """md5 of the mapping signature: each state version keeps the one it sent with (state/versions.py)."""
+    return hashlib.md5(mapping_signature(spec).encode()).hexdigest()
 
 
 class Joined(sa.sql.functions.FunctionElement[str]):

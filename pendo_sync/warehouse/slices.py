@@ -38,13 +38,14 @@ class Slice:
     mode: str  # "full" | "incremental" | "backfill"
     lower: Any = None  # exclusive for incremental, inclusive for backfill
     upper: Any = None  # inclusive for incremental, exclusive for backfill
+    why_whole: str = "first run"  # why an incremental slice has no lower bound
 
     def describe(self) -> str:
         if self.mode == "full":
             return "all rows"
         if self.mode == "incremental":
             if self.lower is None:
-                return f"replication key up to {self.upper} (first run)"
+                return f"replication key up to {self.upper} ({self.why_whole})"
             return f"replication key in ({self.lower}, {self.upper}]"
         return f"replication key in [{self.lower}, {self.upper})"
 

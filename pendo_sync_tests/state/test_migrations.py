@@ -98,3 +98,17 @@ def test_fingerprints_kept_before_the_database_computed_them_are_forgotten(world
         a=account,
         v=second.version,
     ) == [("*",)]  # not known: not every field named
+
+
+def test_versions_before_the_mapping_column_keep_their_runs_and_take_the_mapping_for_unchanged(world: World):
+    first = world.run("accounts")
+    world.sql("ALTER TABLE pendo_sync.versions DROP COLUMN mapping")  # what version 5 had
+    world.sql("UPDATE pendo_sync.schema_info SET version = 5")
+    store = StateStore(make_engine(world.url), "pendo_sync")
+    store.ensure_schema()
+    assert world.sql("SELECT version FROM pendo_sync.schema_info") == [(6,)]
+    assert world.sql("SELECT version, mapping FROM pendo_sync.versions") == [(first.version, None)]
+    assert store.versions.last_mapping("accounts") is None  # unknown: no whole-table run forced
+    second = world.run("accounts", mode="incremental")
+    assert second.slice.startswith("replication key in (") and second.status in ("complete", "with_rejects")
+    assert store.versions.last_mapping("accounts") is not None

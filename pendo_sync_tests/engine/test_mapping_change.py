@@ -1,0 +1,50 @@
+"""A changed mapping (a field added, a type, a wire form) changes what every row sends, so the next run
+of any mode sends every row once, however far back its key: the incremental run sent only its look-back
+window and said complete, and Pendo kept the old form of the other rows until a full run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pendo_sync.config import FieldMapping, SyncSpec
+from pendo_sync_tests.world import World
+
+SPEC = SyncSpec(
+    name="mapped",
+    kind="visitor",
+    group="custom",
+    id_column="visitor_id",
+    table="mapped",
+    replication_key="updated_at",
+    lookback_seconds=60,
+    fields=(FieldMapping("plan", "plan", "string"),),
+)
+IDS = [f"m{n}" for n in range(6)]
+
+
+def test_the_run_after_a_mapping_change_sends_every_row_once_in_any_mode(world: World) -> None:
+    world.sql(
+        "CREATE TABLE mapped (visitor_id VARCHAR(16) PRIMARY KEY, plan VARCHAR(16), seats INTEGER, updated_at TIMESTAMP)"
+    )
+    for n, rid in enumerate(IDS):  # keys a day apart: the look-back covers only the newest
+        world.sql(
+            "INSERT INTO mapped VALUES (:i, 'free', :n, TIMESTAMP '2026-11-01 00:00:00' + :n * INTERVAL '1 day')",
+            i=rid,
+            n=n,
+        )
+    for name, kind in (("plan", "string"), ("seats", "integer")):
+        world.emulator.add_field("visitor", "custom", name, kind)
+    world.emulator.add_ids("visitor", IDS)
+    assert world.run(SPEC, mode="incremental").counts["sent"] == 6
+    assert world.run(SPEC, mode="incremental").counts["sent"] == 0
+
+    wider = dataclasses.replace(SPEC, fields=(*SPEC.fields, FieldMapping("seats", "seats", "integer")))
+    changed = world.run(wider, mode="incremental")
+    assert (changed.status, changed.counts["sent"]) == ("complete", 6)
+    assert changed.slice.endswith("(every row: the mapping changed since version 2)")
+    assert {i: world.emulator.values_of("visitor", i) for i in IDS} == {
+        rid: {"plan": "free", "seats": n} for n, rid in enumerate(IDS)
+    }
+    after = world.run(wider, mode="incremental")  # back to the window
+    assert (after.status, after.counts["sent"]) == ("complete", 0)
+    assert after.slice.startswith("replication key in (")
