@@ -179,12 +179,49 @@ def load_config(path: str | Path | None = None, lenient: bool = False) -> Projec
     """Read and validate a config file; raise ConfigError listing every problem found (see parse_config)."""
     path = Path(path) if path else config_path()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError as exc:
         raise ConfigError([f"config file {path} does not exist; set PENDO_SYNC_CONFIG to your file"]) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(
+            [f"config file {path} is a directory; set PENDO_SYNC_CONFIG (or --config) to the YAML file"]
+        ) from exc
+    except PermissionError as exc:
+        raise ConfigError([f"config file {path} cannot be read (permission denied)"]) from exc
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        problem = f"not UTF-8 text (byte 0x{byte:02x} at offset {exc.start}); save the file as UTF-8"
+        raise ConfigError([problem], str(path)) from exc
+    except _DuplicateKey as exc:
+        raise ConfigError([str(exc)], str(path)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], str(path)) from exc
     return parse_config(raw, str(path), lenient)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML itself keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                twice = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeLoader refuses it itself
+                continue
+            if twice and key != "<<":
+                mark = key_node.start_mark
+                raise _DuplicateKey(
+                    f"line {mark.line + 1}, column {mark.column + 1}: key {key!r} appears twice in one mapping "
+                    "(YAML would keep only the last); keep one"
+                )
+        return super().construct_mapping(node, deep)
 
 
 def parse_config(raw: Any, source: str = "", lenient: bool = False) -> ProjectConfig:

@@ -234,3 +234,23 @@ def test_a_url_that_is_not_pendo_is_one_line_and_verify_blames_no_id(
         assert code == 4, (argv, err)
         assert only_line(err).endswith(expected), (argv, err)
     assert duckdb_world.sql("SELECT count(*) FROM pendo_sync.rejects WHERE kind = 'drift'") == [(0,)]
+
+
+def test_an_unreachable_state_database_and_a_negative_count_are_one_line(cli, monkeypatch):
+    """Every command but check and run showed an unreachable database as an internal error, and a negative
+    --limit or --sample reached the SQL (LIMIT must not be negative) as one."""
+    port = closed_port()
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/nowhere"
+    for argv in (["state", "list", "accounts"], ["rejects", "accounts"], ["verify", "accounts"]):
+        code, _, err = cli("--warehouse-url", url, *argv)
+        assert code == 4, (argv, err)
+        line = only_line(err)
+        assert line.startswith(f"pendo-sync: {argv[0]}: the database could not be reached or refused: "), line
+        assert line.endswith(
+            "; check the warehouse URL (--warehouse-url, PENDO_SYNC_WAREHOUSE_URL) or PENDO_SYNC_STATE_URL, "
+            "that the database is up and that the user may read it and write the state schema"
+        ), line
+    for argv in (["rejects", "accounts", "--limit", "-1"], ["verify", "accounts", "--sample", "-5"]):
+        with pytest.raises(SystemExit) as exited:
+            cli(*argv)
+        assert exited.value.code == 2

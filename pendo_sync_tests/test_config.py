@@ -135,3 +135,30 @@ def test_a_sync_named_as_another_syncs_daily_asset_is_refused() -> None:
         "sync 'accounts_daily': its Dagster asset pendo/accounts_daily is the day-partitioned asset of sync "
         "'accounts'; rename it (for example accounts_by_day)"
     ]
+
+
+def test_a_key_given_twice_a_directory_and_bytes_that_are_not_utf8_are_named(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys without a word: a second sync of the same name replaced the
+    first, a second `table:` the first. A directory or a file that is not UTF-8 was an internal error."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(
+        "syncs:\n  accounts:\n    kind: account\n    table: a\n  accounts:\n    kind: account\n    table: b\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(twice)
+    assert (raised.value.source, raised.value.problems) == (
+        str(twice),
+        [
+            "line 5, column 3: key 'accounts' appears twice in one mapping (YAML would keep only the last); keep one"
+        ],
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path)
+    assert raised.value.problems == [
+        f"config file {tmp_path} is a directory; set PENDO_SYNC_CONFIG (or --config) to the YAML file"
+    ]
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"syncs:\n  caf\xe9:\n    kind: account\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(latin)
+    assert raised.value.problems == ["not UTF-8 text (byte 0xe9 at offset 12); save the file as UTF-8"]

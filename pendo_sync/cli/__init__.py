@@ -5,17 +5,21 @@ exit code of pendo_sync/errors.py."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+
 from pendo_sync.cli.commands import cmd_check, cmd_discover, cmd_run, cmd_verify
 from pendo_sync.cli.state_commands import cmd_rejects, cmd_state
-from pendo_sync.errors import EXIT_BUG, PendoSyncError
+from pendo_sync.errors import EXIT_BUG, EXIT_FAILED, PendoSyncError
 from pendo_sync.outcome import REJECT_KINDS
 from pendo_sync.pendo.client import EMULATOR_KEY
 from pendo_sync.variables import TRACEBACK
+from pendo_sync.warehouse.errors import first_line
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -100,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="read Pendo back and compare it with the source")
     verify.add_argument("sync")
     how_many = verify.add_mutually_exclusive_group()
-    how_many.add_argument("--sample", type=int, default=200, help="confirmed ids read back at random (200)")
+    how_many.add_argument(
+        "--sample", type=_count, default=200, help="confirmed ids read back at random (200)"
+    )
     how_many.add_argument("--all", action="store_true", help="every record, through the aggregation API")
     verify.add_argument("--repair", action="store_true", help="the next run resends the ids that differ")
     verify.set_defaults(func=cmd_verify)
@@ -108,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     rejects = sub.add_parser("rejects", help="the outstanding rejects of a sync, with their reasons")
     rejects.add_argument("sync")
     rejects.add_argument("--kind", choices=sorted(REJECT_KINDS))
-    rejects.add_argument("--limit", type=int, default=50, help="rows shown (50; 0: all)")
+    rejects.add_argument("--limit", type=_count, default=50, help="rows shown (50; 0: all)")
     rejects.add_argument("--format", choices=["table", "csv", "json"], default="table")
     rejects.set_defaults(func=cmd_rejects)
 
@@ -149,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    """A count on the command line: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (how ECS, Kubernetes and Dagster stop a process), raised where Ctrl-C would be: a run closes
     its version and releases its lock on the way out, as it does for Ctrl-C."""
@@ -176,6 +193,17 @@ def _run(args: argparse.Namespace) -> int:
         for line in exc.lines():  # one line, or a header and its `error:` lines
             print(line if line.startswith("error: ") else f"pendo-sync: {line}", file=sys.stderr)
         return exc.exit_code
+    except sa.exc.DBAPIError as exc:  # check and run name the sync and the step; the other commands, this
+        print(
+            f"pendo-sync: {args.command}: the database could not be reached or refused: {first_line(exc)}; check "
+            "the warehouse URL (--warehouse-url, PENDO_SYNC_WAREHOUSE_URL) or PENDO_SYNC_STATE_URL, that the "
+            "database is up and that the user may read it and write the state schema",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except Terminated:
         print("pendo-sync: stopped by SIGTERM; the next run resumes where this one stopped", file=sys.stderr)
         return 128 + signal.SIGTERM
