@@ -108,6 +108,8 @@ def plan_window(
         raise UsageError(
             f"sync {spec.name!r}: incremental runs need replication_key in the config; run mode full"
         )
+    if not spec.replication_key:  # a cursor kept from when the sync had a key means nothing now
+        previous = None
     if kind is None and previous is not None:  # a query source whose key type the driver did not say
         previous = align_cursor(previous, None, like=max_replication_key(warehouse, spec, Slice("full")))
     previous = align_cursor(previous, kind)

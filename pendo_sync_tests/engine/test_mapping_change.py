@@ -48,3 +48,14 @@ def test_the_run_after_a_mapping_change_sends_every_row_once_in_any_mode(world: 
     after = world.run(wider, mode="incremental")  # back to the window
     assert (after.status, after.counts["sent"]) == ("complete", 0)
     assert after.slice.startswith("replication key in (")
+
+
+def test_a_sync_whose_replication_key_was_removed_runs_full(world: World) -> None:
+    """The cursor of the runs before stays in the state; it was an internal error (AssertionError)."""
+    assert world.run("accounts", mode="incremental").status in ("complete", "with_rejects")
+    keyless = world.spec("accounts", replication_key=None)
+    outcome = world.run(keyless)
+    assert (outcome.status, outcome.slice, outcome.counts["sent"]) in {
+        ("complete", "all rows", 0),
+        ("with_rejects", "all rows", 0),
+    }
