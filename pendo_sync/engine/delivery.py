@@ -8,6 +8,7 @@ Status handling, in one place:
   429  wait Retry-After (seconds or HTTP date) and halve concurrency (AIMD)
   5xx, timeouts, dropped connections: exponential backoff with jitter, then reject the rows with the reason
   400  a field without a mapping, or a body Pendo cannot read: stop the sync (FatalDeliveryError)
+  connection refused through every attempt: Pendo is gone; stop the sync (FatalDeliveryError)
   401/403  the integration key was refused: stop the sync
 """
 
@@ -243,6 +244,14 @@ class Delivery:
             except self.TRANSIENT as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 attempts += 1
+                if attempts >= self.settings.max_attempts and isinstance(exc, httpx.ConnectError):
+                    # Not one row refused: Pendo is gone (every batch after would wait out its retries
+                    # too). The batch is not recorded, so the next run sends it with the rest.
+                    raise FatalDeliveryError(
+                        f"sync {self.sync_name!r}: Pendo stopped answering at {self.client.base_url} "
+                        f"({reason}, {attempts} attempts); what it confirmed is kept and the next run sends "
+                        "the rest: check that Pendo is reachable, then run again"
+                    ) from None
                 if await self._gave_up(batch, result, attempts, reason):
                     return
                 continue
