@@ -34,6 +34,7 @@ KINDS = ("visitor", "account")
 GROUPS = ("custom", "agent")
 ON_DELETE = ("clear", "ignore")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_SYNC_NAME = 100  # the state tables keep 128 characters; Dagster's names add to it (_daily, pools)
 
 
 class ConfigError(UsageError):
@@ -272,6 +273,11 @@ def _parse_sync(name: str, body: Any, problems: list[str], lenient: bool = False
     if not _NAME.match(str(name)):
         problems.append(
             f"{place}: the name must be a plain identifier (letters, digits, _) as it names Dagster assets"
+        )
+    elif len(str(name)) > MAX_SYNC_NAME:
+        problems.append(
+            f"{place}: the name is {len(str(name))} characters; use at most {MAX_SYNC_NAME} (it names the "
+            "sync's state rows and its Dagster assets)"
         )
     if not isinstance(body, dict):
         problems.append(f"{place}: must be a mapping with kind, group, table or query, id_column and fields")

@@ -186,3 +186,19 @@ def test_dev_points_dagster_at_the_emulator_on_the_port_it_was_given(tmp_path, m
     monkeypatch.setattr(subprocess, "call", lambda argv, cwd, env: launched.append(env) or 0)
     assert demo_run.run_dev(port) == 0
     assert launched[0]["PENDO_BASE_URL"] == f"http://127.0.0.1:{port}"
+
+
+def test_check_does_not_call_a_sync_with_config_problems_ok(cli, duckdb_world: World, tmp_path: Path):
+    """It printed `accounts: OK; ...` above `error: sync 'accounts': ...`."""
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["syncs"]["accounts"]["fields"]["seats"] = None  # a field left empty
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    code, out, err = cli("--config", str(broken), "check")
+    assert code == 2, err
+    lines = {line.split(":", 1)[0]: line for line in out.splitlines()}
+    assert lines["visitors"].startswith("visitors: OK; ")
+    assert lines["accounts"].startswith(
+        "accounts: 1 config problem (below); with it fixed, an incremental run would send "
+    ), out
+    assert any(line.startswith("error: sync 'accounts'") for line in err.splitlines()), err

@@ -162,3 +162,13 @@ def test_a_key_given_twice_a_directory_and_bytes_that_are_not_utf8_are_named(tmp
     with pytest.raises(ConfigError) as raised:
         load_config(latin)
     assert raised.value.problems == ["not UTF-8 text (byte 0xe9 at offset 12); save the file as UTF-8"]
+
+
+def test_a_sync_name_longer_than_the_state_keeps_is_refused() -> None:
+    """It passed the config and failed the first run (value too long for type character varying(128))."""
+    name = "a" * 101
+    raw = {"syncs": {name: GOOD["syncs"]["accounts"]}}
+    assert problems_of(raw) == [
+        f"sync {name!r}: the name is 101 characters; use at most 100 (it names the sync's state rows and its "
+        "Dagster assets)"
+    ]

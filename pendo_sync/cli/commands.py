@@ -65,8 +65,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         warnings += type_warnings_seen(spec, describe_source(engine, spec).columns or {}, state)
         duplicated = plan.counts.duplicate
+        own = sum(p.startswith(f"sync {spec.name!r}") for p in config.problems)
+        verdict = (
+            f"{own} config problem{'s' if own > 1 else ''} (below); with {'them' if own > 1 else 'it'} fixed,"
+            if own
+            else "OK;"
+        )
         print(
-            f"{spec.name}: OK; {'an' if mode == 'incremental' else 'a'} {mode} run would send "
+            f"{spec.name}: {verdict} {'an' if mode == 'incremental' else 'a'} {mode} run would send "
             f"{plan.counts.rows_read:,} records ({plan.slice}) to Pendo {spec.kind} {spec.group} fields "
             f"{', '.join(m.field for m in spec.fields)}"
             + (
