@@ -254,3 +254,21 @@ def test_an_unreachable_state_database_and_a_negative_count_are_one_line(cli, mo
         with pytest.raises(SystemExit) as exited:
             cli(*argv)
         assert exited.value.code == 2
+
+
+def test_a_pendo_that_never_answers_a_read_is_named_within_the_read_timeout(cli, monkeypatch):
+    """check read the field schema with the write calls' timeout (300 s): five silent minutes."""
+    import pendo_sync.pendo.client as client_module
+
+    monkeypatch.setattr(client_module, "READ_TIMEOUT_SECONDS", 1.0)
+    with socket.socket() as silent:  # accepts (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("PENDO_BASE_URL", url)
+        started = time.monotonic()
+        code, _, err = cli("check")
+        waited = time.monotonic() - started
+    assert code == 4
+    assert only_line(err).startswith(f"pendo-sync: sync 'accounts': cannot reach Pendo at {url} (timed out); ")
+    assert waited < 60, waited

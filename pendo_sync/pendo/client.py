@@ -43,6 +43,11 @@ class PendoUnreachable(PendoError):
     """No answer from Pendo at all: the URL, the network, or (at the default URL) the emulator is not up."""
 
 
+# A read (the field schema, a record, a page of the aggregation) answers in seconds; a Pendo that takes
+# longer is not answering. Writes keep the sync's request_timeout_seconds (Pendo's limit is five minutes).
+READ_TIMEOUT_SECONDS = 60.0
+
+
 def unreachable(base_url: str, exc: httpx.TransportError) -> PendoUnreachable:
     """The one message for a Pendo that does not answer."""
     causes = [exc]
@@ -141,8 +146,11 @@ class PendoClient:
     ) -> httpx.Response:
         """A read call (schema, record, aggregation): unreachable, refused key and errors as PendoErrors.
         A 404 passes only where it means a missing record."""
+        timeout = httpx.Timeout(
+            min(READ_TIMEOUT_SECONDS, self._timeout.read or READ_TIMEOUT_SECONDS), connect=30.0
+        )
         try:
-            response = await self.http.request(method, path, **kwargs)
+            response = await self.http.request(method, path, timeout=timeout, **kwargs)
         except httpx.TransportError as exc:
             raise unreachable(self.base_url, exc) from None
         _raise_for_auth(response, what)
