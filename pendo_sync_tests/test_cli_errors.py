@@ -270,5 +270,42 @@ def test_a_pendo_that_never_answers_a_read_is_named_within_the_read_timeout(cli,
         code, _, err = cli("check")
         waited = time.monotonic() - started
     assert code == 4
-    assert only_line(err).startswith(f"pendo-sync: sync 'accounts': cannot reach Pendo at {url} (timed out); ")
+    assert only_line(err).startswith(
+        f"pendo-sync: sync 'accounts': cannot reach Pendo at {url} (timed out); "
+    )
     assert waited < 60, waited
+
+
+def test_the_emulator_names_a_port_in_use_and_a_bad_seed(cli, tmp_path: Path):
+    """A port in use printed the emulator's banner, then an internal error (OSError); a seed file that is
+    missing, not JSON or names an unknown type was an internal error or accepted."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        code, _, err = cli("emulator", "--port", str(port))
+    assert code == 2
+    assert only_line(err).startswith(f"pendo-sync: cannot serve the emulator on 127.0.0.1:{port}: ")
+    assert err.strip().endswith("; pick another --port, or stop what listens there")
+    seed = tmp_path / "seed.json"
+    cases = {
+        "": f"--seed {seed}: not JSON (Expecting value: line 1 column 1 (char 0))",
+        "[]": f"--seed {seed}: must be a JSON object with 'fields' and 'ids'",
+        '{"fields": {"visitor": {"custom": {"plan": "nosuchtype"}}}}': (
+            f"--seed {seed}: visitor custom field 'plan' has type 'nosuchtype'; use one of string, boolean, "
+            "integer, float, time, list"
+        ),
+    }
+    for text, message in cases.items():
+        seed.write_text(text)
+        code, _, err = cli("emulator", "--port", "0", "--seed", str(seed))
+        assert (code, only_line(err)) == (2, f"pendo-sync: {message}")
+    code, _, err = cli("emulator", "--port", "0", "--seed", str(tmp_path / "none.json"))
+    assert (code, only_line(err)) == (2, f"pendo-sync: --seed {tmp_path / 'none.json'}: no such file")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "eighty"])
+def test_a_port_that_is_not_one_is_a_usage_error(cli, port, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli("emulator", "--port", port)
+    assert exited.value.code == 2

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from pendo_sync.cli.commands import cmd_check, cmd_discover, cmd_run, cmd_verify
 from pendo_sync.cli.state_commands import cmd_rejects, cmd_state
-from pendo_sync.errors import EXIT_BUG, EXIT_FAILED, PendoSyncError
+from pendo_sync.errors import EXIT_BUG, EXIT_FAILED, PendoSyncError, UsageError
 from pendo_sync.outcome import REJECT_KINDS
 from pendo_sync.pendo.client import EMULATOR_KEY
 from pendo_sync.variables import TRACEBACK
@@ -33,18 +33,28 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         retry_after_s=args.retry_after,
     )
-    print(
-        f"Pendo emulator on http://{args.host}:{args.port} (key: set PENDO_INTEGRATION_KEY to the --key value)",
-        file=sys.stderr,
-    )
-    if not args.seed:
-        from pendo_sync.demo.run import serve_demo_emulator
+    key = "the --key value" if args.key != EMULATOR_KEY else f"{EMULATOR_KEY} (the default)"
 
-        serve_demo_emulator(settings, args.host, args.port)
-        return 0
-    emulator = Emulator(settings)
-    emulator.seed_from_file(args.seed)
-    serve(emulator, args.host, args.port)
+    def banner(port: int) -> None:  # once the port is bound
+        print(
+            f"Pendo emulator on http://{args.host}:{port} (key: set PENDO_INTEGRATION_KEY to {key})",
+            file=sys.stderr,
+        )
+
+    try:
+        if not args.seed:
+            from pendo_sync.demo.run import serve_demo_emulator
+
+            serve_demo_emulator(settings, args.host, args.port, banner)
+            return 0
+        emulator = Emulator(settings)
+        emulator.seed_from_file(args.seed)
+        serve(emulator, args.host, args.port, banner)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve the emulator on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port, "
+            "or stop what listens there"
+        ) from None
     return 0
 
 
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     dev = sub.add_parser("dev", help="the Dagster UI on the embedded defaults, with the emulator running")
-    dev.add_argument("--port", type=int, default=8765, help="emulator port")
+    dev.add_argument("--port", type=_port, default=8765, help="emulator port")
     dev.set_defaults(func=cmd_dev)
 
     disc = sub.add_parser("discover", help="print the warehouse catalog as a Singer catalog (JSON)")
@@ -120,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     emu = sub.add_parser("emulator", help="run the local Pendo emulator")
     emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8765)
+    emu.add_argument("--port", type=_port, default=8765)
     emu.add_argument("--seed", help="seed JSON (fields and ids); default: the demo's fields, ids and records")
     emu.add_argument("--key", default=EMULATOR_KEY)
     emu.add_argument("--latency-ms", type=float, default=0.0)
@@ -164,6 +174,14 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
     return value
+
+
+def _port(text: str) -> int:
+    """A TCP port on the command line: 0 (any free one) to 65535."""
+    port = _count(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{port} is past 65535, the last TCP port")
+    return port
 
 
 class Terminated(KeyboardInterrupt):

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,9 @@ def demo_emulator(
     return emulator
 
 
-def serve_demo_emulator(settings: EmulatorSettings, host: str, port: int) -> None:
+def serve_demo_emulator(
+    settings: EmulatorSettings, host: str, port: int, ready: Callable[[int], None] | None = None
+) -> None:
     """`pendo-sync emulator` without --seed: the demo's fields, and its ids and records where `make demo`
     left a warehouse, so `pendo-sync check` and `run` work against it."""
     config = load_config()
@@ -242,5 +245,10 @@ def serve_demo_emulator(settings: EmulatorSettings, host: str, port: int) -> Non
         engine.dispose()
     ids = sum(len(emulator.records(kind)) for kind in ("account", "visitor"))
     where = f"the demo warehouse's {ids:,} ids" if ids else "no ids yet (run make demo for sample data)"
-    print(f"Serving the demo's fields and {where}.", file=sys.stderr)
-    serve(emulator, host, port)
+
+    def announce(bound: int) -> None:  # once the port is bound
+        if ready is not None:
+            ready(bound)
+        print(f"Serving the demo's fields and {where}.", file=sys.stderr)
+
+    serve(emulator, host, port, announce)

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pendo_sync.errors import UsageError
+from pendo_sync.pendo.types import PENDO_TYPES
+
 KINDS = ("visitor", "account")
 GROUPS = ("custom", "agent")
 ID_KEYS = {"visitor": "visitorId", "account": "accountId"}
@@ -165,7 +168,30 @@ class PendoState:
             self.add_ids(kind, ids)
 
     def seed_from_file(self, path: str | Path) -> None:
-        self.seed(json.loads(Path(path).read_text()))
+        """A seed file (see seed); UsageError names what is wrong with it."""
+        place = f"--seed {path}"
+        try:
+            seed = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"{place}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{place}: cannot be read ({exc})") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{place}: not JSON ({exc})") from None
+        if not isinstance(seed, dict) or not all(
+            isinstance(seed.get(k, {}), dict) for k in ("fields", "ids")
+        ):
+            raise UsageError(f"{place}: must be a JSON object with 'fields' and 'ids'")
+        for kind, groups in seed.get("fields", {}).items():
+            for group, fields in (groups or {}).items():
+                for name, spec in (fields or {}).items():
+                    pendo_type = spec.get("Type", "") if isinstance(spec, dict) else str(spec)
+                    if pendo_type not in PENDO_TYPES:
+                        raise UsageError(
+                            f"{place}: {kind} {group} field {name!r} has type {pendo_type!r}; use one of "
+                            f"{', '.join(PENDO_TYPES)}"
+                        )
+        self.seed(seed)
 
     # -- inspection -------------------------------------------------------------------------------
     def records(self, kind: str, group: str = "custom") -> dict[str, dict[str, Any]]:

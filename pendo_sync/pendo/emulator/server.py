@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 
 import orjson
@@ -119,12 +120,14 @@ class EmulatorServer:
 GC_THRESHOLDS = (100_000, 20, 100)
 
 
-def serve(emulator: Emulator, host: str, port: int) -> None:
-    """`pendo-sync emulator`: serve until interrupted."""
+def serve(emulator: Emulator, host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
+    """`pendo-sync emulator`: serve until interrupted; `ready` is told the port once it is bound."""
     gc.set_threshold(*GC_THRESHOLDS)
 
     async def forever() -> None:
         server = await _start(emulator, host, port)
+        if ready is not None:
+            ready(server.sockets[0].getsockname()[1])
         async with server:
             await server.serve_forever()
 
