@@ -210,13 +210,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):
+                continue  # `<<: *anchor` merges; the keys it brings may be overridden, as YAML allows
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             try:
                 twice = key in seen
                 seen.add(key)
             except TypeError:  # an unhashable key: SafeLoader refuses it itself
                 continue
-            if twice and key != "<<":
+            if twice:
                 mark = key_node.start_mark
                 raise _DuplicateKey(
                     f"line {mark.line + 1}, column {mark.column + 1}: key {key!r} appears twice in one mapping "

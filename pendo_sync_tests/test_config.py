@@ -172,3 +172,26 @@ def test_a_sync_name_longer_than_the_state_keeps_is_refused() -> None:
         f"sync {name!r}: the name is 101 characters; use at most 100 (it names the sync's state rows and its "
         "Dagster assets)"
     ]
+
+
+def test_merge_keys_still_share_settings(tmp_path: Path) -> None:
+    path = tmp_path / "merged.yaml"
+    path.write_text(
+        "defaults: &base\n  kind: account\n  id_column: account_id\n  fields: {plan: {type: string}}\n"
+        "syncs:\n  accounts:\n    <<: *base\n    table: accounts\n  others:\n    <<: *base\n    table: others\n"
+        "    id_column: other_id\n"
+    )
+    raw = yaml.load(path.read_text(), Loader=yaml.SafeLoader)
+    del raw["defaults"]
+    path.write_text(yaml.safe_dump(raw))  # the same document without the anchor's host key...
+    assert [s.name for s in load_config(path).syncs] == ["accounts", "others"]
+    anchored = tmp_path / "anchored.yaml"
+    anchored.write_text(
+        "syncs:\n  accounts: &base\n    kind: account\n    table: accounts\n    id_column: account_id\n"
+        "    fields: {plan: {type: string}}\n  others:\n    <<: *base\n    table: others\n    id_column: other_id\n"
+    )
+    config = load_config(anchored)  # ...and with it: a merged key overridden is not a key given twice
+    assert [(s.name, s.table, s.id_column) for s in config.syncs] == [
+        ("accounts", "accounts", "account_id"),
+        ("others", "others", "other_id"),
+    ]

@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unreachable_or_refused(exc: sa.exc.DBAPIError) -> bool:
+    """A database that is down, unreachable or refuses this user (PostgreSQL's insufficient privilege), as
+    opposed to a statement of ours it refused (a bug: the internal-error line)."""
+    refused = getattr(getattr(exc, "orig", None), "pgcode", None) == "42501"
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or refused
+
+
 def _count(text: str) -> int:
     """A count on the command line: a whole number, 0 or more."""
     try:
@@ -195,12 +202,14 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Commands that write state; `dev` and `demo` leave SIGTERM to their children (dg dev and its daemon).
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    handles = in_main_thread and args.command in ("run", "check", "verify")
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if handles else None
     try:
         return _run(args)
     finally:
-        if in_main_thread:
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -212,6 +221,8 @@ def _run(args: argparse.Namespace) -> int:
             print(line if line.startswith("error: ") else f"pendo-sync: {line}", file=sys.stderr)
         return exc.exit_code
     except sa.exc.DBAPIError as exc:  # check and run name the sync and the step; the other commands, this
+        if not _unreachable_or_refused(exc):
+            return _bug(exc)  # a statement of ours refused
         print(
             f"pendo-sync: {args.command}: the database could not be reached or refused: {first_line(exc)}; check "
             "the warehouse URL (--warehouse-url, PENDO_SYNC_WAREHOUSE_URL) or PENDO_SYNC_STATE_URL, that the "
@@ -228,12 +239,17 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("pendo-sync: interrupted; the next run resumes where this one stopped", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug: one line, and how to see the traceback
-        if TRACEBACK.value():
-            raise
-        print(
-            f"pendo-sync: internal error: {type(exc).__name__}: {exc}; this is a bug in pendo_sync: rerun with "
-            "PENDO_SYNC_TRACEBACK=1 to see where, and report it",
-            file=sys.stderr,
-        )
-        return EXIT_BUG
+    except Exception as exc:
+        return _bug(exc)
+
+
+def _bug(exc: Exception) -> int:
+    """A bug: one line, and how to see the traceback (or the traceback, with PENDO_SYNC_TRACEBACK=1)."""
+    if TRACEBACK.value():
+        raise exc
+    print(
+        f"pendo-sync: internal error: {type(exc).__name__}: {exc}; this is a bug in pendo_sync: rerun with "
+        "PENDO_SYNC_TRACEBACK=1 to see where, and report it",
+        file=sys.stderr,
+    )
+    return EXIT_BUG

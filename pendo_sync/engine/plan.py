@@ -85,6 +85,9 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
         )
     else:
         window, target = plan_window(spec, warehouse, previous, options, key_type)
+        latest = state.versions.get(spec.name)
+        if previous is None and latest is not None and latest.mode == "revert" and window.lower is None:
+            window = dataclasses.replace(window, why_whole=f"every row: {latest.note.split(';')[0]}")
     return SourceSlice(spec.name, options.mode, window, previous, target, source, options.full_refresh)
 
 

@@ -69,7 +69,13 @@ def import_singer_state(
     )
     # Hashed as runs hash them (with the column types), or the ledger would not match the next run's rows.
     up_to_bookmark = ChangeSet(
-        spec, warehouse, state, Slice("incremental", None, bookmark), True, source.columns, source.unique_ids
+        spec,
+        warehouse,
+        state,
+        Slice("incremental", None, bookmark, null_keys=False),
+        True,
+        source.columns,
+        source.unique_ids,
     )
     rows = 0
     for chunk in up_to_bookmark.changed_rows(chunk_rows):

@@ -43,8 +43,8 @@ class PendoUnreachable(PendoError):
     """No answer from Pendo at all: the URL, the network, or (at the default URL) the emulator is not up."""
 
 
-# A read (the field schema, a record, a page of the aggregation) answers in seconds; a Pendo that takes
-# longer is not answering. Writes keep the sync's request_timeout_seconds (Pendo's limit is five minutes).
+# The field schema and a record answer in seconds; a Pendo that takes longer is not answering. Writes and
+# the aggregation's pages (a sort over every record) keep the sync's request_timeout_seconds.
 READ_TIMEOUT_SECONDS = 60.0
 
 
@@ -142,13 +142,13 @@ class PendoClient:
         return await self.http.post(f"/api/v1/metadata/{kind}/{group}/value", content=body, params=params)
 
     async def _read(
-        self, method: str, path: str, what: str, missing_ok: bool = False, **kwargs: Any
+        self, method: str, path: str, what: str, missing_ok: bool = False, quick: bool = True, **kwargs: Any
     ) -> httpx.Response:
         """A read call (schema, record, aggregation): unreachable, refused key and errors as PendoErrors.
-        A 404 passes only where it means a missing record."""
-        timeout = httpx.Timeout(
-            min(READ_TIMEOUT_SECONDS, self._timeout.read or READ_TIMEOUT_SECONDS), connect=30.0
-        )
+        A 404 passes only where it means a missing record. A `quick` read (schema, record) waits at most
+        READ_TIMEOUT_SECONDS; a page of the aggregation, the sync's request timeout."""
+        limit = self._timeout.read or READ_TIMEOUT_SECONDS
+        timeout = httpx.Timeout(min(READ_TIMEOUT_SECONDS, limit) if quick else limit, connect=30.0)
         try:
             response = await self.http.request(method, path, timeout=timeout, **kwargs)
         except httpx.TransportError as exc:
@@ -227,7 +227,8 @@ class PendoClient:
             pipeline += [{"select": select}, {"sort": [id_key]}, {"limit": page_size}]
             body = {"response": {"mimeType": "application/json"}, "request": {"pipeline": pipeline}}
             what = "the aggregation API"
-            answer = self._json(await self._read("POST", "/api/v1/aggregation", what, json=body), what)
+            page = await self._read("POST", "/api/v1/aggregation", what, quick=False, json=body)
+            answer = self._json(page, what)
             if not isinstance(answer, dict):
                 raise self._not_pendo(f"answered {what} with something that is not its result")
             rows: list[dict[str, Any]] = answer.get("results", [])

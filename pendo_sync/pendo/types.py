@@ -64,6 +64,14 @@ def cleared_values(fields: list[str], wire: Wire = Wire()) -> dict[str, Any]:
 _PLAIN_TEXT = (int, float, Decimal, uuid.UUID)
 
 
+def _json_number(value: Any) -> Any:
+    """What orjson leaves to us inside a JSON document or an array: a decimal (numeric[]), as a number
+    where that is exact, else as its text."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**63 else str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _to_string(value: Any) -> str:
     """A value's text as the database writes it: times in ISO 8601, JSON documents and arrays as compact
     JSON. A value without a faithful text form (binary, an interval, a composite) is refused, naming the
@@ -78,7 +86,7 @@ def _to_string(value: Any) -> str:
         return str(value)
     if isinstance(value, dict | list):
         try:
-            return orjson.dumps(value).decode()
+            return orjson.dumps(value, default=_json_number, option=orjson.OPT_NON_STR_KEYS).decode()
         except orjson.JSONEncodeError as exc:
             raise CoercionError(f"{_show(value)} cannot be written as JSON text: {exc}") from None
     if isinstance(value, bytes | bytearray | memoryview):

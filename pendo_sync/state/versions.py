@@ -72,20 +72,24 @@ class Versions:
             return self._insert(conn, sync_name, run_id, mode, "running", cursor, "", False, mapping)
 
     def last_mapping(self, sync_name: str) -> tuple[int, str] | None:
-        """(version, mapping digest) of the latest run that went through (complete or with rejects), or
-        None where there is none or it predates the column."""
+        """(version, mapping digest) of the latest full or incremental run that went through (complete or
+        with rejects; a backfill covers only its window, an import or a revert sends nothing), or None
+        where there is none since the column exists."""
         t = self.table
         stmt = (
             sa.select(t.c.version, t.c.mapping)
             .where(
-                t.c.sync_name == sync_name, t.c.status.in_(("complete", "with_rejects")), t.c.mode != "revert"
+                t.c.sync_name == sync_name,
+                t.c.status.in_(("complete", "with_rejects")),
+                t.c.mode.in_(("full", "incremental")),
+                t.c.mapping.is_not(None),
             )
             .order_by(t.c.version.desc())
             .limit(1)
         )
         with self.engine.connect() as conn:
             row = conn.execute(stmt).first()
-        return None if row is None or row.mapping is None else (int(row.version), str(row.mapping))
+        return None if row is None else (int(row.version), str(row.mapping))
 
     def _insert(
         self,

@@ -111,7 +111,12 @@ class ChangeSetSQL:
 
         no_hash = sa.cast(sa.null(), TEXT)
         key = rel.c[self.spec.replication_key] if self.spec.replication_key else None
-        outside = None if predicate is None or key is None else sa.or_(key.is_(None), ~predicate)
+        if predicate is None or key is None:
+            outside = None
+        elif self.window.holds_null_keys():  # rows without a key are in the slice: not outside it too
+            outside = sa.not_(predicate)
+        else:
+            outside = sa.or_(key.is_(None), ~predicate)
         if ids is not None:  # retries of a separate state database, outside the slice
             by_id = select(rel, sa.cast(sa.literal(1), sa.Integer), no_hash).where(source_id.in_(list(ids)))
             return (by_id.where(outside) if outside is not None else by_id).subquery("h")

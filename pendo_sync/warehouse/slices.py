@@ -39,6 +39,10 @@ class Slice:
     lower: Any = None  # exclusive for incremental, inclusive for backfill
     upper: Any = None  # inclusive for incremental, exclusive for backfill
     why_whole: str = "first run"  # why an incremental slice has no lower bound
+    null_keys: bool = True  # an incremental slice holds the rows whose key is NULL (in no window)
+
+    def holds_null_keys(self) -> bool:
+        return self.mode == "incremental" and self.null_keys and (self.lower, self.upper) != (None, None)
 
     def describe(self) -> str:
         if self.mode == "full":
@@ -167,9 +171,11 @@ def slice_predicate(relation: sa.FromClause, spec: SyncSpec, window: Slice) -> s
             clauses.append(key > sa.bindparam("slice_lower", window.lower))
         if window.upper is not None:
             clauses.append(key <= sa.bindparam("slice_upper", window.upper))
+        if not clauses:
+            return None
         # A row with no key is in no window: every incremental run diffs it with the ledger (sent once,
         # then again only when it changes), or no incremental run would ever send it.
-        return sa.or_(sa.and_(*clauses), key.is_(None)) if clauses else None
+        return sa.or_(sa.and_(*clauses), key.is_(None)) if window.holds_null_keys() else sa.and_(*clauses)
     else:
         clauses += [
             key >= sa.bindparam("slice_lower", window.lower),

@@ -59,3 +59,29 @@ def test_a_sync_whose_replication_key_was_removed_runs_full(world: World) -> Non
         ("complete", "all rows", 0),
         ("with_rejects", "all rows", 0),
     }
+
+
+def test_a_backfill_after_a_mapping_change_does_not_hide_it_from_the_next_incremental_run(
+    world: World,
+) -> None:
+    """A backfill covers only its window: the mapping it ran with is not what every row has."""
+    import datetime as dt
+
+    world.sql(
+        "CREATE TABLE mapped (visitor_id VARCHAR(16) PRIMARY KEY, plan VARCHAR(16), seats INTEGER, updated_at TIMESTAMP)"
+    )
+    for n, rid in enumerate(IDS):
+        world.sql(
+            "INSERT INTO mapped VALUES (:i, 'free', :n, TIMESTAMP '2026-11-01 00:00:00' + :n * INTERVAL '1 day')",
+            i=rid,
+            n=n,
+        )
+    for name, kind in (("plan", "string"), ("seats", "integer")):
+        world.emulator.add_field("visitor", "custom", name, kind)
+    world.emulator.add_ids("visitor", IDS)
+    assert world.run(SPEC, mode="incremental").counts["sent"] == 6
+    wider = dataclasses.replace(SPEC, fields=(*SPEC.fields, FieldMapping("seats", "seats", "integer")))
+    day = world.run(wider, mode="backfill", window=(dt.datetime(2026, 11, 6), dt.datetime(2026, 11, 7)))
+    assert day.counts["sent"] == 1
+    changed = world.run(wider, mode="incremental")
+    assert changed.counts["sent"] == 5 and "the mapping changed since version 1" in changed.slice

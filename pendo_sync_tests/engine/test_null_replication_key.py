@@ -4,6 +4,8 @@ incremental-only sync never sent them, and `complete` hid it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync_tests.world import World
 
@@ -49,3 +51,23 @@ def test_rows_without_a_replication_key_are_sent_once_and_again_when_they_change
     assert (third.status, third.counts["sent"]) == ("complete", 2)
     assert world.emulator.values_of("visitor", "n1") == {"plan": "b2"}
     assert world.emulator.values_of("visitor", "n3") == {"plan": "e"}
+
+
+def test_a_rejected_row_without_a_key_is_retried_once_not_twice(world: World) -> None:
+    """The retries outside the slice also took rows whose key is NULL, which are in the slice now: such a
+    row came out twice, was sent twice and confirmed twice (PostgreSQL's one-row-per-id index then failed
+    every run)."""
+    world.sql(
+        "CREATE TABLE keyed (visitor_id VARCHAR(16) PRIMARY KEY, plan VARCHAR(16), updated_at TIMESTAMP)"
+    )
+    world.sql("INSERT INTO keyed VALUES ('k1', 'a', TIMESTAMP '2026-11-01 00:00:00'), ('n1', 'b', NULL)")
+    world.emulator.add_field("visitor", "custom", "plan", "string")
+    world.emulator.add_ids("visitor", ["k1"])  # n1 is missing from Pendo: rejected, retried later
+    first = world.run(SPEC, mode="incremental")
+    assert first.counts["missing"] == 1
+    world.emulator.add_ids("visitor", ["n1"])
+    world.emulator.reset_stats()
+    retried = world.run(dataclasses.replace(SPEC, missing_retry_seconds=0), mode="incremental")
+    assert world.emulator.received_ids == ["n1"]
+    assert (retried.status, retried.counts["sent"], retried.counts["confirmed"]) == ("complete", 1, 1)
+    assert world.sql("SELECT count(*) FROM pendo_sync.ledger WHERE record_id = 'n1'") == [(1,)]

@@ -76,3 +76,27 @@ def test_an_incremental_run_after_a_singer_import_sends_the_rows_past_the_bookma
     # from before it: exactly the rows past the bookmark go, whatever the key's type.
     assert sent == expected
     assert len(world.emulator.received_ids) == expected
+
+
+def test_rows_without_a_key_are_not_taken_for_sent_by_a_singer_import(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """Singer's incremental taps select past the bookmark: a row whose key is NULL was never sent, so the
+    import must not mark it confirmed (incremental slices hold such rows since they were read)."""
+    keyless = [
+        r[0]
+        for r in world.sql(
+            "SELECT visitor_id FROM visitors WHERE nps IS NULL OR nps <> 'n/a' ORDER BY visitor_id"
+        )
+    ][:3]
+    for visitor in keyless:
+        world.sql("UPDATE visitors SET updated_at = NULL WHERE visitor_id = :v", v=visitor)
+    monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", world.url)
+    monkeypatch.setenv("PENDO_BASE_URL", world.server.base_url)
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", world.key)
+    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
+    assert main(["state", "import-singer", "visitors", str(singer_state(tmp_path))]) == 0
+    assert set(keyless).isdisjoint(world.store.ledger.rows("visitors"))
+    world.emulator.reset_stats()
+    assert main(["run", "visitors", "--accept-rejects", "--json"]) == 0, capsys.readouterr().err
+    assert set(keyless) <= set(world.emulator.received_ids)

@@ -44,6 +44,7 @@ def test_the_run_after_a_revert_resends_what_it_forgot_and_keeps_what_is_owed(wo
     world.emulator.reset_stats()
     third = world.run(SPEC, mode="incremental")
     assert third.status == "with_rejects"
+    assert third.slice.endswith("(every row: reverted to version 1)")
     assert sorted(world.emulator.received_ids) == ["r10", "r11", "r12", "r13", "r14"]
     assert sorted(r["record_id"] for r in world.store.rejects.outstanding("rv")) == ["r00", "r01", "r02"]
     assert len(world.store.ledger.rows("rv")) == 17
