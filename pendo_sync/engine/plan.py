@@ -91,6 +91,20 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
     return SourceSlice(spec.name, options.mode, window, previous, target, source, options.full_refresh)
 
 
+def _window_bound(spec: SyncSpec, kind: str | None, name: str, value: Any) -> Any:
+    """One bound of a backfill window, as the key's type has it; a bound that cannot be one is refused."""
+    try:
+        bound = align_cursor(value, kind)
+    except ValueError:
+        bound = None
+    if bound is None or (kind in ("timestamp", "timestamptz", "date") and isinstance(bound, str)):
+        raise UsageError(
+            f"sync {spec.name!r}: the window's {name} {value!r} is not a {kind or 'value'} of "
+            f"{spec.replication_key}; give ISO 8601 dates or times (2026-11-01, 2026-11-01T06:00)"
+        )
+    return bound
+
+
 def plan_window(
     spec: SyncSpec, warehouse: Engine, previous: Any, options: RunOptions, key_type: str | None = None
 ) -> tuple[Slice, Any]:
@@ -105,7 +119,18 @@ def plan_window(
             raise UsageError(
                 f"sync {spec.name!r}: a backfill needs a window (start, end) of {spec.replication_key}"
             )
-        start, end = (align_cursor(v, kind) for v in options.window)
+        start, end = (
+            _window_bound(spec, kind, name, v)
+            for name, v in zip(("start", "end"), options.window, strict=True)
+        )
+        try:
+            backwards = not start < end
+        except TypeError:  # bounds of a type the key's kind leaves as they are: the database compares them
+            backwards = False
+        if backwards:
+            raise UsageError(
+                f"sync {spec.name!r}: the window [{start}, {end}) is empty; give the start before the end"
+            )
         return Slice("backfill", start, end), previous
     if options.mode == "incremental" and not spec.replication_key:
         raise UsageError(

@@ -16,6 +16,7 @@ from pendo_sync.engine.singer_import import read_bookmark
 from pendo_sync.errors import UsageError
 from pendo_sync.state.versions import StateError
 from pendo_sync.warehouse.slices import Slice
+from pendo_sync_tests.world import World
 
 SPEC = load_config().sync("accounts")  # replication_key updated_at, lookback_seconds 3600
 NEWEST = dt.datetime(2026, 10, 30, 12, 0)
@@ -130,3 +131,22 @@ def test_read_bookmark_of_a_file_that_is_not_json(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(StateError, match="cannot read Singer state file"):
         read_bookmark(path, SPEC)
+
+
+def test_a_backfill_window_that_is_empty_or_not_of_the_keys_type_is_refused(world: World) -> None:
+    """It ran anyway (an empty window made a state version) or reached the warehouse ('foo' as a
+    timestamp: invalid input syntax)."""
+    spec = world.spec("accounts")
+    with pytest.raises(UsageError) as raised:
+        world.run(spec, mode="backfill", window=("2026-11-05", "2026-11-01"))
+    assert str(raised.value) == (
+        "sync 'accounts': the window [2026-11-05 00:00:00, 2026-11-01 00:00:00) is empty; give the start "
+        "before the end"
+    )
+    with pytest.raises(UsageError) as raised:
+        world.run(spec, mode="backfill", window=("foo", "2026-11-01"))
+    assert str(raised.value) == (
+        "sync 'accounts': the window's start 'foo' is not a timestamp of updated_at; give ISO 8601 dates or "
+        "times (2026-11-01, 2026-11-01T06:00)"
+    )
+    assert world.store.versions.all("accounts") == []
