@@ -12,7 +12,7 @@ from pendo_sync.config import SyncSpec
 from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ROW_PREV, ROW_VALUES, ChangedRow
 from pendo_sync.engine.delivery import Batch, Record
 from pendo_sync.outcome import Reject
-from pendo_sync.pendo.types import CoercionError, Wire, cleared_values, coercer_for, passes_as_is
+from pendo_sync.pendo.types import CoercionError, Wire, cleared_values, coercer_for, passes_as_is, show_value
 
 # The ledger's record_id column (state/tables.py).
 MAX_ID_LENGTH = 512
@@ -87,9 +87,20 @@ class RecordEncoder:
         if not record_id or len(record_id) > MAX_ID_LENGTH:
             raise CoercionError(self._bad_id(record_id))
         payload = dict(zip(self._names, self.values(values), strict=True))
-        return Record(
-            record_id, row_hash, _dumps({self.id_key: record_id, "values": payload}), new=new, fields=fields
-        )
+        try:
+            encoded = _dumps({self.id_key: record_id, "values": payload})
+        except CoercionError as exc:
+            raise CoercionError(self._unencodable(payload, exc)) from None
+        return Record(record_id, row_hash, encoded, new=new, fields=fields)
+
+    def _unencodable(self, payload: dict[str, Any], exc: CoercionError) -> str:
+        """The reason a record cannot be JSON, naming the first column whose value is why."""
+        for column, (name, value) in zip(self._columns, payload.items(), strict=True):
+            try:
+                _dumps(value)
+            except CoercionError as inner:
+                return f"column {column!r} -> field {name!r}: {show_value(value)} {inner}"
+        return str(exc)
 
     def into_batches(self, rows: Iterable[ChangedRow], batcher: Batcher) -> tuple[list[Batch], list[Reject]]:
         """Encode a chunk of changed rows into the batcher, record by record (a record's JSON goes into

@@ -88,14 +88,14 @@ def _to_string(value: Any) -> str:
         try:
             return orjson.dumps(value, default=_json_number, option=orjson.OPT_NON_STR_KEYS).decode()
         except orjson.JSONEncodeError as exc:
-            raise CoercionError(f"{_show(value)} cannot be written as JSON text: {exc}") from None
+            raise CoercionError(f"{show_value(value)} cannot be written as JSON text: {exc}") from None
     if isinstance(value, bytes | bytearray | memoryview):
         raise CoercionError(
             "a binary value has no text form to send; select the text you want in the sync's query (hex, "
             "base64 or a decoding)"
         )
     raise CoercionError(
-        f"{_show(value)} (a {type(value).__name__}) has no text form pendo_sync knows; cast the column to "
+        f"{show_value(value)} (a {type(value).__name__}) has no text form pendo_sync knows; cast the column to "
         "text in the sync's query"
     )
 
@@ -107,12 +107,12 @@ def _to_boolean(value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise CoercionError(f"{_show(value)} is not a boolean (use true/false)")
+    raise CoercionError(f"{show_value(value)} is not a boolean (use true/false)")
 
 
 def _to_integer(value: Any) -> int:
     if isinstance(value, bool):
-        raise CoercionError(f"{_show(value)} is a boolean, not an integer")
+        raise CoercionError(f"{show_value(value)} is a boolean, not an integer")
     if isinstance(value, int):
         return value
     if isinstance(value, float | Decimal) and math.isfinite(value) and value == int(value):
@@ -122,14 +122,14 @@ def _to_integer(value: Any) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise CoercionError(f"{_show(value)} is not an integer")
+    raise CoercionError(f"{show_value(value)} is not an integer")
 
 
 def _to_float(value: Any) -> float | int:
     if value.__class__ is float and value - value == 0.0:  # finite: inf - inf and nan - nan are nan
         return value
     if isinstance(value, bool):
-        raise CoercionError(f"{_show(value)} is a boolean, not a number")
+        raise CoercionError(f"{show_value(value)} is a boolean, not a number")
     if isinstance(value, int):
         return value
     if isinstance(value, float | Decimal | str):
@@ -139,7 +139,7 @@ def _to_float(value: Any) -> float | int:
             number = math.nan
         if math.isfinite(number):
             return number
-    raise CoercionError(f"{_show(value)} is not a finite number")
+    raise CoercionError(f"{show_value(value)} is not a finite number")
 
 
 _EPOCH_NAIVE = _EPOCH.replace(tzinfo=None)
@@ -162,7 +162,7 @@ def _to_time(value: Any) -> int:
             return _to_time(dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
         except ValueError:
             pass
-    raise CoercionError(f"{_show(value)} is not a date-time (use a timestamp, a date or ISO 8601 text)")
+    raise CoercionError(f"{show_value(value)} is not a date-time (use a timestamp, a date or ISO 8601 text)")
 
 
 def _to_iso_time(value: Any) -> str:
@@ -179,7 +179,8 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as a reason shows it: its repr, cut at 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -245,10 +246,10 @@ def coercer_for(pendo_type: str, element_type: str = "", wire: Wire = Wire()) ->
                     items = orjson.loads(value)
                 except orjson.JSONDecodeError as exc:
                     raise CoercionError(
-                        f"{_show(value)} is not a list (use an array or JSON array text)"
+                        f"{show_value(value)} is not a list (use an array or JSON array text)"
                     ) from exc
             if not isinstance(items, list | tuple):
-                raise CoercionError(f"{_show(value)} is not a list")
+                raise CoercionError(f"{show_value(value)} is not a list")
             if in_form.issuperset(map(type, items)):
                 return items if items.__class__ is list else list(items)
             return [element(item) if item is not None else item for item in items]
