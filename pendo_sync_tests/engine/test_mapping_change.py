@@ -20,13 +20,15 @@ SPEC = SyncSpec(
     fields=(FieldMapping("plan", "plan", "string"),),
 )
 IDS = [f"m{n}" for n in range(6)]
+WIDER = dataclasses.replace(SPEC, fields=(*SPEC.fields, FieldMapping("seats", "seats", "integer")))
 
 
-def test_the_run_after_a_mapping_change_sends_every_row_once_in_any_mode(world: World) -> None:
+def mapped_table(world: World) -> None:
+    """Six rows whose keys are a day apart (the look-back covers only the newest), and their fields."""
     world.sql(
         "CREATE TABLE mapped (visitor_id VARCHAR(16) PRIMARY KEY, plan VARCHAR(16), seats INTEGER, updated_at TIMESTAMP)"
     )
-    for n, rid in enumerate(IDS):  # keys a day apart: the look-back covers only the newest
+    for n, rid in enumerate(IDS):
         world.sql(
             "INSERT INTO mapped VALUES (:i, 'free', :n, TIMESTAMP '2026-11-01 00:00:00' + :n * INTERVAL '1 day')",
             i=rid,
@@ -35,17 +37,20 @@ def test_the_run_after_a_mapping_change_sends_every_row_once_in_any_mode(world: 
     for name, kind in (("plan", "string"), ("seats", "integer")):
         world.emulator.add_field("visitor", "custom", name, kind)
     world.emulator.add_ids("visitor", IDS)
+
+
+def test_the_run_after_a_mapping_change_sends_every_row_once_in_any_mode(world: World) -> None:
+    mapped_table(world)
     assert world.run(SPEC, mode="incremental").counts["sent"] == 6
     assert world.run(SPEC, mode="incremental").counts["sent"] == 0
 
-    wider = dataclasses.replace(SPEC, fields=(*SPEC.fields, FieldMapping("seats", "seats", "integer")))
-    changed = world.run(wider, mode="incremental")
+    changed = world.run(WIDER, mode="incremental")
     assert (changed.status, changed.counts["sent"]) == ("complete", 6)
     assert changed.slice.endswith("(every row: the mapping changed since version 2)")
     assert {i: world.emulator.values_of("visitor", i) for i in IDS} == {
         rid: {"plan": "free", "seats": n} for n, rid in enumerate(IDS)
     }
-    after = world.run(wider, mode="incremental")  # back to the window
+    after = world.run(WIDER, mode="incremental")  # back to the window
     assert (after.status, after.counts["sent"]) == ("complete", 0)
     assert after.slice.startswith("replication key in (")
 
@@ -67,21 +72,10 @@ def test_a_backfill_after_a_mapping_change_does_not_hide_it_from_the_next_increm
     """A backfill covers only its window: the mapping it ran with is not what every row has."""
     import datetime as dt
 
-    world.sql(
-        "CREATE TABLE mapped (visitor_id VARCHAR(16) PRIMARY KEY, plan VARCHAR(16), seats INTEGER, updated_at TIMESTAMP)"
-    )
-    for n, rid in enumerate(IDS):
-        world.sql(
-            "INSERT INTO mapped VALUES (:i, 'free', :n, TIMESTAMP '2026-11-01 00:00:00' + :n * INTERVAL '1 day')",
-            i=rid,
-            n=n,
-        )
-    for name, kind in (("plan", "string"), ("seats", "integer")):
-        world.emulator.add_field("visitor", "custom", name, kind)
-    world.emulator.add_ids("visitor", IDS)
+    mapped_table(world)
     assert world.run(SPEC, mode="incremental").counts["sent"] == 6
-    wider = dataclasses.replace(SPEC, fields=(*SPEC.fields, FieldMapping("seats", "seats", "integer")))
-    day = world.run(wider, mode="backfill", window=(dt.datetime(2026, 11, 6), dt.datetime(2026, 11, 7)))
+
+    day = world.run(WIDER, mode="backfill", window=(dt.datetime(2026, 11, 6), dt.datetime(2026, 11, 7)))
     assert day.counts["sent"] == 1
-    changed = world.run(wider, mode="incremental")
+    changed = world.run(WIDER, mode="incremental")
     assert changed.counts["sent"] == 5 and "the mapping changed since version 1" in changed.slice
