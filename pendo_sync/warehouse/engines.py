@@ -67,7 +67,14 @@ def make_engine(url: str, password: str | None = None, for_sensor: bool = False)
     if backend == "duckdb":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            parent = Path(database).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise UsageError(
+                    f"cannot make the directory {parent} for the DuckDB file {database} (a file is in the "
+                    "way); point PENDO_SYNC_HOME, or the duckdb:/// URL, at a directory"
+                ) from None
         # DuckDB caches every block it scans, up to 80% of RAM by default: a sync's memory would grow with
         # the table (invariant 3). Cap it; joins past the cap spill to disk. ?memory_limit= overrides, and
         # ?threads= sets DuckDB's worker threads (default: one per core).

@@ -214,3 +214,20 @@ def test_a_duckdb_file_held_past_the_wait_fails_naming_the_holder(
         "one process at a time open a file; let that process finish (another run, a sensor tick) or stop it, "
         "or put the warehouse on PostgreSQL to run syncs at once"
     )
+
+
+def test_a_duckdb_file_under_a_path_that_is_a_file_is_a_usage_error(tmp_path):
+    """PENDO_SYNC_HOME set to a file was an internal error (FileExistsError)."""
+    import pytest
+
+    from pendo_sync.errors import UsageError
+    from pendo_sync.warehouse.engines import make_engine
+
+    taken = tmp_path / "afile"
+    taken.write_text("")
+    with pytest.raises(UsageError) as raised:
+        make_engine(f"duckdb:///{taken}/warehouse.duckdb")
+    assert str(raised.value) == (
+        f"cannot make the directory {taken} for the DuckDB file {taken}/warehouse.duckdb (a file is in the "
+        "way); point PENDO_SYNC_HOME, or the duckdb:/// URL, at a directory"
+    )
