@@ -19,7 +19,7 @@ from pendo_sync.errors import EXIT_BUG, EXIT_FAILED, PendoSyncError, UsageError
 from pendo_sync.outcome import REJECT_KINDS
 from pendo_sync.pendo.client import EMULATOR_KEY
 from pendo_sync.variables import TRACEBACK
-from pendo_sync.warehouse.errors import first_line
+from pendo_sync.warehouse.errors import first_line, lost_connection
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -169,7 +169,7 @@ def _unreachable_or_refused(exc: sa.exc.DBAPIError) -> bool:
     """A database that is down, unreachable or refuses this user (PostgreSQL's insufficient privilege), as
     opposed to a statement of ours it refused (a bug: the internal-error line)."""
     refused = getattr(getattr(exc, "orig", None), "pgcode", None) == "42501"
-    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or refused
+    return lost_connection(exc) or refused
 
 
 def _count(text: str) -> int:
