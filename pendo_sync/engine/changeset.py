@@ -77,6 +77,8 @@ class ChangeSet:
     full_refresh: bool = False
     column_types: dict[str, str] | None = None
     unique_ids: bool = False  # the source enforces one row per id (a primary key): no duplicates to find
+    # A full refresh being continued: only what the ledger holds from this version on was sent by it.
+    refresh_since: int | None = None
     missing_since: dt.datetime = field(init=False)
     # Nothing confirmed or rejected before this run: its change set is its whole slice, nothing can have
     # been deleted. Read once, when the run is planned, before its first batch lands in the ledger.
@@ -92,6 +94,7 @@ class ChangeSet:
             self.duplicated_ids > 0,
             self.full_refresh,
             fingerprints=self.spec.logs_changes,
+            confirmed_since=self.refresh_since,
         )
         self.reader: _Reader = _JoinInWarehouse(self) if self.ledger_in_warehouse else _Streamed(self)
 
@@ -300,7 +303,7 @@ class _Streamed(_Reader):
             changed = [flagged(r, new=not c.full_refresh, retried=r[ROW_RETRY] == 1) for r in rows]
         else:
             ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
-            confirmed = {} if c.full_refresh else c.state.ledger.hashes(c.spec.name, ids)
+            confirmed = {} if c.full_refresh else c.state.ledger.hashes(c.spec.name, ids, c.refresh_since)
             flags = c.state.rejects.flags_of(c.spec.name, ids, c.missing_since)
             changed = []
             for r in rows:

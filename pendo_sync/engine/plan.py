@@ -8,7 +8,10 @@ past the cursor) and hands it to the engine; the CLI's runs plan it the same way
 | `incremental` | rows past the cursor less `lookback_seconds` (every row on a first run)     | newest key   |
 | `backfill`    | rows with the key in [start, end): a partition or a date range              | unchanged    |
 
-Outstanding rejects are read whatever the slice (engine/changeset.py).
+Outstanding rejects are read whatever the slice (engine/changeset.py). A full refresh (every row sent
+again, whatever the ledger says) is owed until a run goes through: the next full or incremental run after
+one the budget stopped, that failed or was killed reads every row and sends those the refresh has not sent
+since it began (`refresh_since`), instead of starting over or sending nothing.
 """
 
 from __future__ import annotations
@@ -60,10 +63,17 @@ class SourceSlice:
     previous: Any  # the cursor it was planned from
     target: Any  # the cursor a run that goes through moves to
     source: Source  # the source's columns, as the warehouse described them
-    full_refresh: bool = False
+    full_refresh: bool = False  # a refresh begins: the ledger is not looked at
+    refresh_since: int | None = None  # a refresh is continued: what the ledger holds from this version on
 
     def describe(self) -> str:
-        return self.window.describe()
+        if self.window.mode != "full" or not (self.full_refresh or self.refresh_since is not None):
+            return self.window.describe()  # an incremental refresh says so in its why_whole
+        return f"{self.window.describe()} ({_refresh_words(self.refresh_since)})"
+
+
+def _refresh_words(since: int | None) -> str:
+    return "a full refresh" if since is None else f"continuing the full refresh begun in version {since}"
 
 
 def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptions) -> SourceSlice:
@@ -75,6 +85,9 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
         raise PreflightError(problems, source)
     state.ensure_schema()
     previous = state.versions.current_cursor(spec.name)
+    owed = state.versions.owed_refresh(spec.name) if options.mode != "backfill" else None
+    if owed is not None:  # every row, as the refresh it continues reads them
+        options = dataclasses.replace(options, full_refresh=True)
     key_type = (source.columns or {}).get(spec.replication_key or "")
     last = state.versions.last_mapping(spec.name)
     if last is not None and last[1] != mapping_digest(spec) and options.mode == "incremental":
@@ -86,9 +99,13 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
     else:
         window, target = plan_window(spec, warehouse, previous, options, key_type)
         latest = state.versions.get(spec.name)
-        if previous is None and latest is not None and latest.mode == "revert" and window.lower is None:
+        if window.mode == "incremental" and options.full_refresh:
+            window = dataclasses.replace(window, why_whole=f"every row: {_refresh_words(owed)}")
+        elif previous is None and latest is not None and latest.mode == "revert" and window.lower is None:
             window = dataclasses.replace(window, why_whole=f"every row: {latest.note.split(';')[0]}")
-    return SourceSlice(spec.name, options.mode, window, previous, target, source, options.full_refresh)
+    return SourceSlice(
+        spec.name, options.mode, window, previous, target, source, options.full_refresh and owed is None, owed
+    )
 
 
 def _window_bound(spec: SyncSpec, kind: str | None, name: str, value: Any) -> Any:

@@ -154,7 +154,15 @@ async def _locked_run(
     changes = _changes(spec, warehouse, state, planned)
     if spec.existing_ids_only:
         await _fetch_pendo_ids(spec, state, client)
-    version = state.versions.begin(spec.name, options.run_id, planned.mode, previous, mapping_digest(spec))
+    version = state.versions.begin(
+        spec.name,
+        options.run_id,
+        planned.mode,
+        previous,
+        mapping_digest(spec),
+        planned.refresh_since,
+        refresh=planned.full_refresh and planned.mode != "backfill",
+    )
     runner = Runner(
         spec,
         changes,
@@ -200,6 +208,7 @@ def _changes(spec: SyncSpec, warehouse: Engine, state: StateStore, planned: Sour
         planned.full_refresh,
         source.columns,
         unique_ids=source.unique_ids,
+        refresh_since=planned.refresh_since,
     )
 
 

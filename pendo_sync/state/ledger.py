@@ -239,18 +239,21 @@ class Ledger:
                 conn.execute(sa.text(f"ANALYZE {self.tables.quoted(conn, self.tables.ledger)}"))
 
     # -- reads -----------------------------------------------------------------------------------------
-    def hashes(self, sync_name: str, record_ids: Sequence[str]) -> dict[str, str]:
-        """id -> confirmed hash, for those of the ids the ledger has."""
+    def hashes(self, sync_name: str, record_ids: Sequence[str], since: int | None = None) -> dict[str, str]:
+        """id -> confirmed hash, for those of the ids the ledger has; with `since` (a full refresh being
+        continued), '' for rows confirmed before that version, which match no row's hash."""
         ledger = self.tables.ledger
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(list(record_ids), 1000):
                 rows = conn.execute(
-                    sa.select(ledger.c.record_id, ledger.c.row_hash).where(
+                    sa.select(ledger.c.record_id, ledger.c.row_hash, ledger.c.version).where(
                         ledger.c.sync_name == sync_name, ledger.c.record_id.in_(chunk)
                     )
                 )
-                out.update({r.record_id: r.row_hash for r in rows})
+                out.update(
+                    {r.record_id: "" if since is not None and r.version < since else r.row_hash for r in rows}
+                )
         return out
 
     def sample_ids(self, sync_name: str, size: int) -> list[str]:

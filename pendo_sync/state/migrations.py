@@ -98,12 +98,22 @@ def _mapping_of_each_version(conn: Connection, tables: StateTables) -> None:
         )
 
 
+def _refresh_of_each_version(conn: Connection, tables: StateTables) -> None:
+    """Each version says which full refresh it belongs to, so one the runtime budget stopped is continued
+    by the next run instead of started over (versions before have none: no refresh owed)."""
+    if "refresh_since" not in _columns(conn, tables, "versions"):
+        conn.execute(
+            sa.text(f"ALTER TABLE {tables.quoted(conn, tables.versions)} ADD COLUMN refresh_since INTEGER")
+        )
+
+
 MIGRATIONS = (
     Migration(2, "a column for every run figure", _add_figures),
     Migration(3, "one ledger row per (sync, id)", _one_ledger_row_per_id),
     Migration(4, "reject history, field fingerprints and the change log", _reject_history_and_change_log),
     Migration(5, "field fingerprints computed by the database", _fingerprints_from_the_database),
     Migration(6, "the mapping of each version", _mapping_of_each_version),
+    Migration(7, "the full refresh of each version", _refresh_of_each_version),
 )
 LATEST = MIGRATIONS[-1].version
 

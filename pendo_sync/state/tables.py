@@ -81,6 +81,9 @@ class StateTables:
             sa.Column("note", sa.String(1024), nullable=False, default=""),
             # md5 of the mapping the run sent with (warehouse/hashes.py mapping_digest); NULL before it.
             sa.Column("mapping", sa.String(32)),
+            # A full refresh: the version it began in (this one, or the refresh it continues); the rows the
+            # ledger holds from that version on are what the refresh has sent. NULL: not a refresh.
+            sa.Column("refresh_since", sa.Integer),
         )
         self.locks = sa.Table(
             "locks",

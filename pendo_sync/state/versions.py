@@ -35,6 +35,7 @@ class StateVersion:
     finished_at: Any
     counts: RunCounts = field(default_factory=RunCounts)
     note: str = ""
+    refresh_since: int | None = None  # a full refresh: the version it began in
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class StateVersion:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "counts": self.counts.as_dict(),
             "note": self.note,
+            "refresh_since": self.refresh_since,
         }
 
 
@@ -65,11 +67,40 @@ class Versions:
         self.tables = tables
         self.table = tables.versions
 
-    def begin(self, sync_name: str, run_id: str, mode: str, cursor: Any, mapping: str | None = None) -> int:
-        """Open a new state version (status 'running') carrying the cursor the run starts from and the
-        digest of the mapping it sends with."""
+    def begin(
+        self,
+        sync_name: str,
+        run_id: str,
+        mode: str,
+        cursor: Any,
+        mapping: str | None = None,
+        refresh_since: int | None = None,
+        refresh: bool = False,
+    ) -> int:
+        """Open a new state version (status 'running') carrying the cursor the run starts from, the digest
+        of the mapping it sends with, and the full refresh it belongs to: one it continues
+        (`refresh_since`), or one it begins (`refresh`)."""
         with self.engine.begin() as conn:
-            return self._insert(conn, sync_name, run_id, mode, "running", cursor, "", False, mapping)
+            return self._insert(
+                conn, sync_name, run_id, mode, "running", cursor, "", False, mapping, refresh_since, refresh
+            )
+
+    def owed_refresh(self, sync_name: str) -> int | None:
+        """The version a full refresh began in, when the latest full or incremental run belongs to one that
+        did not go through (the budget stopped it, it failed, or it was killed): the next run continues
+        it. None when no refresh is owed."""
+        t = self.table
+        stmt = (
+            sa.select(t.c.status, t.c.refresh_since)
+            .where(t.c.sync_name == sync_name, t.c.mode.in_(("full", "incremental")))
+            .order_by(t.c.version.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None or row.refresh_since is None or row.status in ("complete", "with_rejects"):
+            return None
+        return int(row.refresh_since)
 
     def last_mapping(self, sync_name: str) -> tuple[int, str] | None:
         """(version, mapping digest) of the latest full or incremental run that went through (complete or
@@ -102,9 +133,13 @@ class Versions:
         note: str,
         finished: bool,
         mapping: str | None = None,
+        refresh_since: int | None = None,
+        refresh: bool = False,
     ) -> int:
         lock_table(conn, self.tables, self.table)
         version = self._next(conn, sync_name)
+        if refresh and refresh_since is None:
+            refresh_since = version
         text, kind = encode_cursor(cursor)
         now = utcnow()
         conn.execute(
@@ -120,6 +155,7 @@ class Versions:
                 finished_at=now if finished else None,
                 note=note[:1024],
                 mapping=mapping,
+                refresh_since=refresh_since,
                 **figures(RunCounts()),
             )
         )
@@ -256,4 +292,5 @@ def _version(row: sa.Row[Any]) -> StateVersion:
         finished_at=row.finished_at,
         counts=RunCounts.from_dict({k: mapping.get(k) for k in VERSION_FIGURES}),
         note=row.note or "",
+        refresh_since=mapping.get("refresh_since"),
     )

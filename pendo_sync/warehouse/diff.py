@@ -69,10 +69,13 @@ class ChangeSetSQL:
         exclude_duplicates: bool = False,
         full_refresh: bool = False,
         fingerprints: bool = False,
+        confirmed_since: int | None = None,
     ) -> None:
         self.spec, self.window, self.column_types = spec, window, column_types
         self.exclude_duplicates, self.full_refresh = exclude_duplicates, full_refresh
         self.fingerprints = fingerprints  # the change log's: a last column after the mapped values
+        # A full refresh being continued: ledger rows of earlier versions are sent again.
+        self.confirmed_since = confirmed_since
 
     # -- the source's rows -----------------------------------------------------------------------------
     def source_rows(
@@ -148,8 +151,9 @@ class ChangeSetSQL:
     # -- the diff, where the ledger is in the warehouse -----------------------------------------------
     def changed(self, state: DiffState, part: Part | None = None) -> sa.Select[Any]:
         """Rows whose hash the ledger lacks, or that an outstanding reject retries; less ids Pendo recently
-        reported missing with the same hash (a full refresh looks at neither). With existing_ids_only,
-        only ids in the stored list of ids Pendo has. With `part`, one part of the ids (both join sides)."""
+        reported missing with the same hash (a full refresh looks at neither; one being continued counts
+        only the ledger rows it confirmed). With existing_ids_only, only ids in the stored list of ids Pendo
+        has. With `part`, one part of the ids (both join sides)."""
         hashed = self.source_rows(state.retry_flags, part)
         ledger = state.ledger
         stmt = self.rows(hashed, None if self.full_refresh else ledger.c.row_hash)
@@ -169,6 +173,7 @@ class ChangeSetSQL:
             ledger.c.record_id == hashed.c[ID_COL],
             *in_part(ledger.c.record_id, part),
         )
+        before_refresh = [] if self.confirmed_since is None else [ledger.c.version < self.confirmed_since]
         return (
             stmt.select_from(hashed.outerjoin(ledger, on_ledger))
             .where(
@@ -176,6 +181,7 @@ class ChangeSetSQL:
                     ledger.c.row_hash.is_(None),
                     ledger.c.row_hash != hashed.c[HASH_COL],
                     hashed.c[RETRY_COL] == 1,
+                    *before_refresh,
                 )
             )
             .where(sa.or_(hashed.c[HELD_COL].is_(None), hashed.c[HELD_COL] != hashed.c[HASH_COL]))

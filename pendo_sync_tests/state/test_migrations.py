@@ -103,12 +103,27 @@ def test_fingerprints_kept_before_the_database_computed_them_are_forgotten(world
 def test_versions_before_the_mapping_column_keep_their_runs_and_take_the_mapping_for_unchanged(world: World):
     first = world.run("accounts")
     world.sql("ALTER TABLE pendo_sync.versions DROP COLUMN mapping")  # what version 5 had
+    world.sql("ALTER TABLE pendo_sync.versions DROP COLUMN refresh_since")
     world.sql("UPDATE pendo_sync.schema_info SET version = 5")
     store = StateStore(make_engine(world.url), "pendo_sync")
     store.ensure_schema()
-    assert world.sql("SELECT version FROM pendo_sync.schema_info") == [(6,)]
+    assert world.sql("SELECT version FROM pendo_sync.schema_info") == [(migrations.LATEST,)]
     assert world.sql("SELECT version, mapping FROM pendo_sync.versions") == [(first.version, None)]
     assert store.versions.last_mapping("accounts") is None  # unknown: no whole-table run forced
     second = world.run("accounts", mode="incremental")
     assert second.slice.startswith("replication key in (") and second.status in ("complete", "with_rejects")
     assert store.versions.last_mapping("accounts") is not None
+
+
+def test_versions_before_the_refresh_column_owe_no_refresh(world: World):
+    first = world.run("accounts", full_refresh=True)
+    world.sql("ALTER TABLE pendo_sync.versions DROP COLUMN refresh_since")  # what version 6 had
+    world.sql("UPDATE pendo_sync.versions SET status = 'partial'")  # even a refresh the budget stopped
+    world.sql("UPDATE pendo_sync.schema_info SET version = 6")
+    store = StateStore(make_engine(world.url), "pendo_sync")
+    store.ensure_schema()
+    assert world.sql("SELECT version FROM pendo_sync.schema_info") == [(7,)]
+    assert world.sql("SELECT version, refresh_since FROM pendo_sync.versions") == [(first.version, None)]
+    assert store.versions.owed_refresh("accounts") is None  # unknown: the next run diffs as before
+    second = world.run("accounts")
+    assert "refresh" not in second.slice and second.counts["sent"] == 0

@@ -301,7 +301,9 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
     assert world.run("accounts").counts["cleared"] == 2
     assert run_like_dagster(world, logged, mode="full").counts["cleared"] == 2  # the change log's fields
     assert run_like_dagster(world, visitors, mode="full").counts["deleted"] == 2
-    world.run("visitors", full_refresh=True)
+    refresh = world.run("visitors", full_refresh=True)
+    world.store.versions.finish("visitors", refresh.version, "partial", None, refresh.counts)
+    assert "continuing the full refresh" in world.run("visitors").slice  # the ledger's rows since it
 
     # Rejects retried by later runs, whatever their slice: every call of a run fails, then the next
     # incremental run and a backfill retry the rows by id; duplicate ids are rejected.
