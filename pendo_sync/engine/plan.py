@@ -30,7 +30,14 @@ from pendo_sync.errors import UsageError
 from pendo_sync.state.cursor import align_cursor, key_kind
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.hashes import mapping_digest
-from pendo_sync.warehouse.slices import Slice, lookback_lower, max_replication_key
+from pendo_sync.warehouse.slices import (
+    Slice,
+    future_keys,
+    key_ceiling,
+    lookback_lower,
+    max_replication_key,
+    past_ceiling,
+)
 
 if TYPE_CHECKING:
     from pendo_sync.engine.runner import Progress
@@ -65,6 +72,7 @@ class SourceSlice:
     source: Source  # the source's columns, as the warehouse described them
     full_refresh: bool = False  # a refresh begins: the ledger is not looked at
     refresh_since: int | None = None  # a refresh is continued: what the ledger holds from this version on
+    note: str = ""  # what the operator should know of the slice (keys far in the future)
 
     def describe(self) -> str:
         if self.window.mode != "full" or not (self.full_refresh or self.refresh_since is not None):
@@ -90,7 +98,13 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
         options = dataclasses.replace(options, full_refresh=True)
     key_type = (source.columns or {}).get(spec.replication_key or "")
     last = state.versions.last_mapping(spec.name)
-    if last is not None and last[1] != mapping_digest(spec) and options.mode == "incremental":
+    frozen = previous if past_ceiling(previous) else None  # set by a release that let a placeholder in
+    if frozen is not None and options.mode == "incremental":
+        window, target = plan_window(spec, warehouse, None, options, key_type)
+        window = dataclasses.replace(
+            window, why_whole=f"every row: the cursor {frozen} was more than a day past now"
+        )
+    elif last is not None and last[1] != mapping_digest(spec) and options.mode == "incremental":
         # Every row sends something else now, whatever its key: read them all, as a first run does.
         window, target = plan_window(spec, warehouse, None, options, key_type)
         window = dataclasses.replace(
@@ -103,9 +117,42 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
             window = dataclasses.replace(window, why_whole=f"every row: {_refresh_words(owed)}")
         elif previous is None and latest is not None and latest.mode == "revert" and window.lower is None:
             window = dataclasses.replace(window, why_whole=f"every row: {latest.note.split(';')[0]}")
+    note = ""
+    if target is not None and past_ceiling(target) and window.mode != "backfill":
+        target, note = _before_the_future(spec, warehouse, window, target, None if frozen else previous)
     return SourceSlice(
-        spec.name, options.mode, window, previous, target, source, options.full_refresh and owed is None, owed
+        spec.name,
+        options.mode,
+        window,
+        previous,
+        target,
+        source,
+        options.full_refresh and owed is None,
+        owed,
+        note,
     )
+
+
+def _before_the_future(
+    spec: SyncSpec, warehouse: Engine, window: Slice, target: Any, previous: Any
+) -> tuple[Any, str]:
+    """The cursor a run may move to when the newest key is more than a day past now (a placeholder such as
+    9999-12-31): the newest key before that, so later rows are not skipped; the far rows stay in every
+    incremental slice (diffed with the ledger: sent when they change). And the note that says so."""
+    ceiling = key_ceiling(target)
+    far = future_keys(warehouse, spec, dataclasses.replace(window, upper=None), ceiling)
+    before = far.newest_before
+    if previous is not None and (before is None or previous > before):
+        before = previous
+    rows = "1 row" if far.rows == 1 else f"{far.rows:,} rows"
+    has = "has" if far.rows == 1 else "have"
+    source = spec.table or "the query"
+    note = (
+        f"{rows} of {source} {has} {spec.replication_key} later than a day from now (the latest "
+        f"{far.latest}): the cursor stops at the newest key before it, and such rows are read by every "
+        f"incremental run; correct {spec.replication_key} in the source"
+    )
+    return before, note
 
 
 def _window_bound(spec: SyncSpec, kind: str | None, name: str, value: Any) -> Any:

@@ -186,6 +186,9 @@ async def _locked_run(
         "partial": "partial: runtime budget reached; the next run resumes where this one stopped",
         "failed": "Pendo refused or failed every row it was sent; every row is retried by the next run",
     }.get(status, "")
+    if planned.note:
+        log.warning("sync %s: %s", spec.name, planned.note)
+        note = f"{note}; {planned.note}" if note else planned.note
     state.versions.finish(spec.name, version, status, cursor, runner.counts, note)
     state.ledger.analyze(runner.counts.confirmed + runner.counts.cleared)
     if spec.change_log_retention_days is not None:

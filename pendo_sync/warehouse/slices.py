@@ -196,6 +196,51 @@ def max_replication_key(engine: Engine, spec: SyncSpec, window: Slice) -> Any:
         return conn.execute(stmt).scalar()
 
 
+# A time key more than this past now is a placeholder (9999-12-31), not a time: keys in local time run at
+# most 14 hours ahead of UTC.
+FUTURE_MARGIN = dt.timedelta(days=1)
+
+
+def key_ceiling(value: Any) -> Any:
+    """The latest value a cursor shaped like `value` may take: a day past now for times and dates, None
+    (no limit) for other keys (an integer key has no clock)."""
+    if isinstance(value, dt.datetime):
+        now = dt.datetime.now(dt.UTC)
+        return (now if value.tzinfo else now.replace(tzinfo=None)) + FUTURE_MARGIN
+    if isinstance(value, dt.date):
+        return dt.datetime.now(dt.UTC).date() + FUTURE_MARGIN
+    return None
+
+
+def past_ceiling(value: Any) -> bool:
+    ceiling = key_ceiling(value)
+    return ceiling is not None and value > ceiling
+
+
+@dataclass(frozen=True)
+class FutureKeys:
+    """What lies past the ceiling of a window's keys: the newest key before it, and the rows beyond."""
+
+    newest_before: Any
+    rows: int
+    latest: Any
+
+
+def future_keys(engine: Engine, spec: SyncSpec, window: Slice, ceiling: Any) -> FutureKeys:
+    assert spec.replication_key
+    rel = source_relation(spec)
+    key = rel.c[spec.replication_key]
+    predicate = slice_predicate(rel, spec, window)
+    where = [predicate] if predicate is not None else []
+    bound: sa.BindParameter[Any] = sa.bindparam("ceiling", ceiling)
+    with engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(key)).where(*where, key <= bound)).scalar()
+        rows, latest = conn.execute(
+            sa.select(sa.func.count(), sa.func.max(key)).where(*where, key > bound)
+        ).one()
+    return FutureKeys(newest, int(rows or 0), latest)
+
+
 def count_rows(engine: Engine, spec: SyncSpec, window: Slice | None = None) -> int:
     """Rows of the source, or of one slice of it."""
     rel = source_relation(spec)
@@ -287,4 +332,7 @@ def days_with_rows_after(engine: Engine, spec: SyncSpec, after: Any) -> tuple[li
         if newest is None:
             return [], after
         days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
+    if past_ceiling(newest):  # a placeholder far ahead would hold the sensor past every row to come
+        before = future_keys(engine, spec, Slice("full"), key_ceiling(newest)).newest_before
+        newest = after if before is None or (after is not None and before <= after) else before
     return sorted(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in days), newest

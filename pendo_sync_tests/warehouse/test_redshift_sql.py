@@ -379,6 +379,12 @@ def exercise_pendo_sync(world: World, log: StatementLog, state_url: str) -> set[
     )
     days_with_rows_after(world.engine, accounts, None)
     days_with_rows_after(world.engine, accounts, dt.datetime(2026, 10, 20))
+    # A replication key far in the future: the cursor stops before it (and the sensor's does).
+    world.sql(
+        "UPDATE accounts SET updated_at = :t WHERE account_id = :a", t=dt.datetime(9999, 1, 1), a=kept[6]
+    )
+    assert "later than a day from now" in world.run("accounts", mode="incremental").note
+    days_with_rows_after(world.engine, accounts, dt.datetime(2026, 10, 20))
     return {*changed[:2], *deleted, "new-1", *gone, "cli-full", "lock-check"}
 
 
@@ -389,7 +395,7 @@ EXPECTED_CALLERS = {
     "add_pendo_ids", "pendo_ids_among", "is_fresh", "discover", "describe_source", "max_replication_key",
     "count_changed", "count_not_in_pendo", "changed_rows", "deleted_ids", "vanished_rejects", "duplicates",
     "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after", "_field_hashes", "_log",
-    "prune_change_log", "sample_ids", "seen_ids", "add", "unseen",
+    "prune_change_log", "sample_ids", "seen_ids", "add", "unseen", "future_keys", "owed_refresh",
 }  # fmt: skip
 
 

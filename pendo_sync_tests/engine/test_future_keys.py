@@ -1,0 +1,100 @@
+"""A replication key far in the future (a placeholder like 9999-12-31) must not move the cursor past every
+row still to come: the cursor stops at the newest key at most a day past now, the far rows stay in every
+incremental slice (diffed with the ledger, so sent only when they change), and the run says which column
+holds them. Before, the cursor jumped to 9999-12-31 and every later incremental run sent nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pendo_sync.warehouse.slices import days_with_rows_after, key_ceiling, past_ceiling
+from pendo_sync_tests.world import World
+
+
+def present_accounts(world: World, n: int) -> list[str]:
+    return [i for i, v in sorted(world.emulator.records("account").items())][:n]
+
+
+def test_a_far_future_key_does_not_freeze_incremental_runs(world: World):
+    world.run("accounts", mode="incremental")
+    far, later = present_accounts(world, 2)
+    world.sql(
+        "UPDATE accounts SET plan = 'far', updated_at = :t WHERE account_id = :a",
+        t=dt.datetime(9999, 12, 31),
+        a=far,
+    )
+    world.emulator.reset_stats()
+    second = world.run("accounts", mode="incremental")
+    assert world.emulator.received_ids == [far]
+    assert world.emulator.values_of("account", far)["plan"] == "far"
+    ceiling = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
+    assert second.cursor < ceiling
+    assert (
+        "1 row of accounts has updated_at later than a day from now (the latest 9999-12-31 00:00:00): the "
+        "cursor stops at the newest key before it, and such rows are read by every incremental run; "
+        "correct updated_at in the source"
+    ) in second.note
+
+    world.sql(
+        "UPDATE accounts SET plan = 'later', updated_at = :t WHERE account_id = :a",
+        t=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        a=later,
+    )
+    world.emulator.reset_stats()
+    third = world.run("accounts", mode="incremental")
+    assert world.emulator.received_ids == [later]  # the far row is read again, but unchanged: not sent
+    assert world.emulator.values_of("account", later)["plan"] == "later"
+    assert third.cursor < ceiling
+
+
+def test_a_full_run_stops_its_cursor_before_far_future_keys(world: World):
+    (far,) = present_accounts(world, 1)
+    world.sql("UPDATE accounts SET updated_at = :t WHERE account_id = :a", t=dt.datetime(9999, 1, 1), a=far)
+    outcome = world.run("accounts", mode="full")
+    assert outcome.cursor < dt.datetime(2100, 1, 1)
+    assert "the latest 9999-01-01 00:00:00" in outcome.note
+
+
+def test_the_new_rows_sensors_cursor_stops_before_far_future_keys(world: World):
+    spec = world.spec("accounts")
+    (far,) = [r[0] for r in world.sql("SELECT min(account_id) FROM accounts")]
+    world.sql("UPDATE accounts SET updated_at = :t WHERE account_id = :a", t=dt.datetime(9999, 1, 1), a=far)
+    days, newest = days_with_rows_after(world.engine, spec, None)
+    assert dt.date(9999, 1, 1) in days  # reported (no partition has it: the sensor requests none)
+    assert newest < dt.datetime(2100, 1, 1)
+    world.sql(
+        "UPDATE accounts SET updated_at = :t WHERE account_id = :a", t=newest + dt.timedelta(hours=1), a=far
+    )
+    days, after = days_with_rows_after(world.engine, spec, newest)
+    assert after == newest + dt.timedelta(hours=1)  # a row past the old cursor is still seen
+
+
+def test_a_cursor_an_earlier_release_left_in_the_future_is_read_past(world: World):
+    """A cursor of 9999-12-31 (what runs before this fix kept) would skip every row: the next incremental
+    run diffs the whole table instead, and sends what changed meanwhile."""
+    first = world.run("accounts", mode="incremental")
+    world.sql(
+        "UPDATE pendo_sync.versions SET cursor_value = '9999-12-31T00:00:00' WHERE version = :v",
+        v=first.version,
+    )
+    (changed,) = present_accounts(world, 1)
+    world.sql(
+        "UPDATE accounts SET plan = 'meanwhile', updated_at = :t WHERE account_id = :a",
+        t=dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1),
+        a=changed,
+    )
+    world.emulator.reset_stats()
+    second = world.run("accounts", mode="incremental")
+    assert second.slice.endswith("(every row: the cursor 9999-12-31 00:00:00 was more than a day past now)")
+    assert world.emulator.received_ids == [changed]
+    assert second.cursor < dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def test_the_ceiling_of_each_kind_of_key():
+    now = dt.datetime.now(dt.UTC)
+    assert abs(key_ceiling(now) - (now + dt.timedelta(days=1))) < dt.timedelta(minutes=1)  # aware
+    naive = now.replace(tzinfo=None)
+    assert abs(key_ceiling(naive) - (naive + dt.timedelta(days=1))) < dt.timedelta(minutes=1)
+    assert key_ceiling(now.date()) == now.date() + dt.timedelta(days=1)
+    assert key_ceiling(99999999999) is None  # an integer key has no clock: never capped
+    assert past_ceiling(dt.date(9999, 12, 31)) and not past_ceiling(now.date())
