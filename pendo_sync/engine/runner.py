@@ -124,11 +124,13 @@ class Runner:
         produced = 0  # records and rows settled without a call: what progress counts once all is delivered
         for chunk in self.changes.changed_rows(self.settings.chunk_rows):
             batches, invalid = self.encoder.into_batches(chunk, batcher)
-            for full in batches:
-                self._put(("batch", full))
             produced += len(chunk)  # each row became a record or an invalid row
             retried = sum(1 for row in chunk if row[ROW_RETRY] == 1)
+            # The chunk's figures and invalid rows first: a run the budget stops after a few of its batches
+            # still counts what it read, and records the rows it found invalid.
             self._put(("read", (len(chunk), retried, invalid)))
+            for full in batches:
+                self._put(("batch", full))
         for duplicated in self.changes.duplicates(self.settings.chunk_rows):
             produced += len(duplicated)
             rejects = [

@@ -23,6 +23,26 @@ def test_a_run_whose_every_call_failed_is_failed_and_keeps_its_cursor(duckdb_wor
     assert (version.status, version.counts.errors, version.cursor) == ("failed", ACCOUNTS, None)
 
 
+def test_a_partial_runs_figures_add_up_and_its_invalid_rows_are_recorded(duckdb_world: World):
+    """The budget stops a run while rows it read are still queued: the figures count what was read (so
+    read = sent + invalid + what the next run sends), and an invalid row that was read is a reject. Before,
+    a chunk's figures came after its batches and were dropped: rows_read 0 with 40 rows sent."""
+    world = duckdb_world
+    world.emulator.settings.fixed_latency_s = 0.1
+    tight = replace(
+        world.delivery, runtime_budget_seconds=0.5, concurrency=1, batch_records=10, max_batch_records=10
+    )
+    outcome = world.run("visitors", delivery=tight)
+    counts = outcome.counts
+    assert outcome.status == "partial"
+    assert counts["sent"] < counts["rows_read"] == 1000  # one chunk read whole; the rest waits
+    assert counts["invalid"] == 1
+    (bad,) = world.store.rejects.outstanding("visitors", kind="invalid")
+    assert bad["reason"] == "column 'nps' -> field 'nps_score': 'n/a' is not an integer"
+    (version,) = world.store.versions.all("visitors")
+    assert (version.counts.rows_read, version.counts.invalid) == (1000, 1)
+
+
 def test_invalid_values_make_a_run_with_rejects_and_missing_ids_alone_do_not(world: World):
     visitors = world.run("visitors")
     assert (visitors.status, visitors.counts["invalid"]) == ("with_rejects", 1)

@@ -219,8 +219,15 @@ def test_progress_counts_toward_the_size_of_the_change_set(world: World):
     assert seen[-1].line().startswith("200/200 records done, ")
     assert first.counts["sent"] == ACCOUNTS
     ids = sorted(world.emulator.records("account"))
+    # More changed rows than the reader can queue ahead of a call (two), so it is still reading when the
+    # first line is drawn.
     world.sql(
-        "UPDATE accounts SET seats = 4242 WHERE account_id IN (:a, :b, :c)", a=ids[0], b=ids[1], c=ids[2]
+        "UPDATE accounts SET seats = 4242 WHERE account_id IN (:a, :b, :c, :d, :e)",
+        a=ids[0],
+        b=ids[1],
+        c=ids[2],
+        d=ids[4],
+        e=ids[5],
     )
     world.sql("DELETE FROM accounts WHERE account_id = :d", d=ids[3])
     # A full-table diff against the ledger is not counted up front (it would be a second pass): lines
@@ -238,7 +245,7 @@ def test_progress_counts_toward_the_size_of_the_change_set(world: World):
     assert (
         seen[0].total == -1 and seen[0].line().startswith("0 records done, ") and "ETA" not in seen[0].line()
     )
-    assert (seen[-1].total, seen[-1].done) == (4, 4)
+    assert (seen[-1].total, seen[-1].done) == (6, 6)
     world.sql(
         "UPDATE accounts SET seats = 4343, updated_at = :t WHERE account_id IN (:a, :b)",
         t=reconciled.cursor + dt.timedelta(hours=1),
