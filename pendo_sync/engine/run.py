@@ -39,6 +39,9 @@ from pendo_sync.warehouse.errors import database_failure
 from pendo_sync.warehouse.hashes import mapping_digest
 
 log = logging.getLogger("pendo_sync")
+STOPPED = (
+    "stopped before its end (SIGTERM or Ctrl-C); what Pendo confirmed is kept, the next run sends the rest"
+)
 
 
 @dataclass
@@ -177,7 +180,10 @@ async def _locked_run(
     try:
         await runner.run(client)
     except BaseException as exc:
-        note = str(exc) if isinstance(exc, PendoSyncError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):  # asyncio.run cancels on a signal
+            note = STOPPED
+        else:
+            note = str(exc) if isinstance(exc, PendoSyncError) else f"{type(exc).__name__}: {exc}"
         _close_failed(state, spec, version, previous, runner.counts, note)
         raise
     status = final_status(runner.counts, runner.stopped_early)

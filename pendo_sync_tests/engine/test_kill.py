@@ -106,7 +106,12 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_the_next_run_resumes(pg_world: W
         "pendo-sync: stopped by SIGTERM; the next run resumes where this one stopped"
     )
     assert world.sql("SELECT count(*) FROM pendo_sync.locks WHERE sync_name = 'visitors'") == [(0,)]
-    assert world.sql("SELECT status FROM pendo_sync.versions WHERE sync_name = 'visitors'") == [("failed",)]
+    assert world.sql("SELECT status, note FROM pendo_sync.versions WHERE sync_name = 'visitors'") == [
+        (
+            "failed",
+            "stopped before its end (SIGTERM or Ctrl-C); what Pendo confirmed is kept, the next run sends the rest",
+        )
+    ]
     world.emulator.settings.fixed_latency_s = 0.0
     final = start_run(world, config)
     out, err = final.communicate(timeout=120)
