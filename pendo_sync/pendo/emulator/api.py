@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from pendo_sync.pendo.emulator.aggregation import run_pipeline
-from pendo_sync.pendo.emulator.contract import GROUPS, KINDS, Answer, PendoState
+from pendo_sync.pendo.emulator.contract import GROUPS, ID_KEYS, KINDS, Answer, PendoState
+from pendo_sync.pendo.emulator.fast_write import WriteDecoders
 from pendo_sync.pendo.emulator.limits import EmulatorSettings, Fault, Limits
 
 
@@ -26,6 +27,7 @@ class Emulator(PendoState):
         super().__init__()
         self.settings = settings or EmulatorSettings()
         self.limits = Limits(self.settings)
+        self._decoders = WriteDecoders()
 
     def inject_faults(self, faults: list[Fault]) -> None:
         self.limits.inject(faults)
@@ -88,24 +90,30 @@ class Emulator(PendoState):
         if limit and len(body) > limit:
             self.count_call(0, len(body), 413)
             return Answer(413, {"error": f"request body over {limit} bytes"})
-        try:
-            items = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            self.count_call(0, len(body), 400)
-            return Answer(400, {"error": f"malformed JSON: {exc}"})
-        checked = self.check_write(kind, group, items)
-        refused = isinstance(checked, Answer)
-        self.count_call(len(items) if isinstance(items, list) else 0, len(body), 400 if refused else None)
-        if isinstance(checked, Answer):
-            return checked
-        work = self.limits.work_seconds(len(items))
+        checked = self._decoders.decode(kind, group, ID_KEYS[kind], self.fields[kind][group], body)
+        if checked is None:  # not every row fits: the checks say which, and why
+            try:
+                items = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                self.count_call(0, len(body), 400)
+                return Answer(400, {"error": f"malformed JSON: {exc}"})
+            judged = self.check_write(kind, group, items)
+            if isinstance(judged, Answer):
+                self.count_call(len(items) if isinstance(items, list) else 0, len(body), 400)
+                return judged
+            checked = judged
+        self.count_call(len(checked.ids), len(body))
+        work = self.limits.work_seconds(len(checked.ids))
         if work > self.settings.call_time_limit_s:
             await asyncio.sleep(self.settings.call_time_limit_s)
             self.count_status(408)
             return Answer(408, {"error": "request ran past the time limit"})
         if work > 0:
             await asyncio.sleep(work)
-        answer = self.apply_write(kind, group, checked, create)
+        if checked.objects is not None:
+            answer = self.apply_whole(kind, group, checked.ids, checked.objects, create)
+        else:
+            answer = self.apply_write(kind, group, checked, create)
         if lost_answer:
             raise Drop
         return Answer(200, answer)

@@ -13,12 +13,14 @@ import datetime as dt
 import json
 import threading
 from bisect import bisect_right
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pendo_sync.errors import UsageError
+from pendo_sync.pendo.emulator.stats import CallStats
 from pendo_sync.pendo.types import PENDO_TYPES
 
 KINDS = ("visitor", "account")
@@ -75,6 +77,9 @@ class CheckedWrite:
     ids: list[str]
     valid: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
+    # Instead of `valid`: each row's values object as JSON text, where every row carries every field of
+    # the group (fast_write.py); applied by apply_whole.
+    objects: list[bytes] | None = None
 
 
 def _iso_time(value: Any) -> bool:
@@ -109,7 +114,7 @@ def field_attributes(name: str, pendo_type: str, element_type: str = "") -> dict
     }
 
 
-class PendoState:
+class PendoState(CallStats):
     """Fields and records, and the rules of the write call; thread-safe (the server's loop writes, tests
     and the admin endpoints read)."""
 
@@ -118,7 +123,8 @@ class PendoState:
         self.fields: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             k: {g: {} for g in GROUPS} for k in KINDS
         }
-        self.store: dict[str, dict[str, dict[str, dict[str, Any]]]] = {k: {} for k in KINDS}
+        # kind -> id -> group -> values: a dict, or the JSON text of a whole write (apply_whole)
+        self.store: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
         self._sorted: dict[str, list[str] | None] = dict.fromkeys(KINDS)  # ids in order, for paging
         self.reset_stats()
 
@@ -148,7 +154,7 @@ class PendoState:
     def alter(self, kind: str, record_id: str, values: dict[str, Any], group: str = "custom") -> None:
         """Change stored values as Pendo's UI or another integration would (drift, for verify's tests)."""
         with self.lock:
-            target = self.store[kind][record_id][group]
+            target = self._editable(kind, self.store[kind][record_id], group)
             for name, value in values.items():
                 if value is None:
                     target.pop(name, None)
@@ -197,61 +203,28 @@ class PendoState:
     def records(self, kind: str, group: str = "custom") -> dict[str, dict[str, Any]]:
         """id -> that group's field values, for every record of a kind."""
         with self.lock:
-            return {rid: dict(groups[group]) for rid, groups in self.store[kind].items()}
+            return {
+                rid: self._shown(kind, g, groups[g])
+                for rid, groups in self.store[kind].items()
+                for g in [group]
+            }
 
     def values_of(self, kind: str, record_id: str, group: str = "custom") -> dict[str, Any] | None:
         with self.lock:
             record = self.store[kind].get(record_id)
-            return dict(record[group]) if record is not None else None
-
-    def stats(self) -> dict[str, Any]:
-        with self.lock:
-            out = dict(self._stats)
-            out["statuses"] = dict(self._statuses)
-            out["batch_sizes"] = list(self._batch_sizes)
-            out["call_bytes"] = list(self._call_bytes)
-            return out
-
-    def reset_stats(self) -> None:
-        with self.lock:
-            self._stats: dict[str, Any] = {
-                "write_calls": 0,
-                "records_received": 0,
-                "records_updated": 0,
-                "bytes_received": 0,
-                "missing": 0,
-                "errors": 0,
-                "max_in_flight": 0,
-            }
-            self._statuses: Counter[int] = Counter()
-            self._batch_sizes: list[int] = []
-            self._call_bytes: list[int] = []  # the body size of each write call that carried records
-            # Which ids each write carried, in order: lets a test prove what was (not) resent.
-            self.received_ids: list[str] = []
-
-    def count_call(self, n_records: int, n_bytes: int, status: int | None = None) -> None:
-        with self.lock:
-            self._stats["write_calls"] += 1
-            self._stats["records_received"] += n_records
-            self._stats["bytes_received"] += n_bytes
-            if n_records:
-                self._batch_sizes.append(n_records)
-                self._call_bytes.append(n_bytes)
-            if status is not None:
-                self._statuses[status] += 1
-
-    def count_status(self, status: int) -> None:
-        with self.lock:
-            self._statuses[status] += 1
-
-    def note_in_flight(self, in_flight: int) -> None:
-        with self.lock:
-            self._stats["max_in_flight"] = max(self._stats["max_in_flight"], in_flight)
+            return self._shown(kind, group, record[group]) if record is not None else None
 
     def snapshot(self) -> dict[str, Any]:
         """Every record and its values, as JSON-able data (fields are seeded from the config each time)."""
         with self.lock:
-            return {"records": json.loads(json.dumps(self.store))}
+            shown = {
+                kind: {
+                    rid: {g: self._shown(kind, g, v) for g, v in groups.items()}
+                    for rid, groups in records.items()
+                }
+                for kind, records in self.store.items()
+            }
+            return {"records": json.loads(json.dumps(shown))}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         with self.lock:
@@ -328,13 +301,38 @@ class PendoState:
                         continue
                     record = records[rid] = {"custom": {}, "agent": {}}
                     self._sorted[kind] = None
-                target = record[group]
+                target = self._editable(kind, record, group)
                 target.update(values)
                 if clears:
                     for name, value in values.items():
                         if value is None or (value == "" and name not in strings):
                             del target[name]
                 updated += 1
+        return self._answered(updated, missing, errors)
+
+    def apply_whole(
+        self, kind: str, group: str, ids: list[str], objects: list[bytes], create: bool
+    ) -> dict[str, Any]:
+        """Apply a write whose every row carries every field of the group, each row's values object kept
+        as its JSON text (read back through _shown): a write costs a lookup and a store per row, and leaves
+        one object per record where parsed values left a dozen for the collector and the allocator."""
+        missing: list[str] = []
+        with self.lock:
+            self.received_ids.extend(ids)
+            records = self.store[kind]
+            for rid, values in zip(ids, objects, strict=True):
+                record = records.get(rid)
+                if record is None:
+                    if not create:
+                        missing.append(rid)
+                        continue
+                    record = records[rid] = {"custom": {}, "agent": {}}
+                    self._sorted[kind] = None
+                record[group] = values
+        return self._answered(len(ids) - len(missing), missing, [])
+
+    def _answered(self, updated: int, missing: list[str], errors: list[dict[str, str]]) -> dict[str, Any]:
+        with self.lock:
             self._stats["records_updated"] += updated
             self._stats["missing"] += len(missing)
             self._stats["errors"] += len(errors)
@@ -347,6 +345,20 @@ class PendoState:
             "missing": missing,
             "errors": errors,
         }
+
+    # -- stored values: parsed (a dict, clears applied) or a whole write's JSON text (clears hidden) --------
+    def _shown(self, kind: str, group: str, stored: dict[str, Any] | bytes) -> dict[str, Any]:
+        """A copy of the values as Pendo shows them."""
+        if stored.__class__ is not bytes:
+            return dict(stored)  # type: ignore[arg-type]
+        strings = {n for n, f in self.fields[kind][group].items() if f["Type"] == "string"}
+        return {n: v for n, v in orjson.loads(stored).items() if v is not None and (v != "" or n in strings)}
+
+    def _editable(self, kind: str, record: dict[str, Any], group: str) -> dict[str, Any]:
+        """The record's values of the group as a dict that a write may change."""
+        if record[group].__class__ is bytes:
+            record[group] = self._shown(kind, group, record[group])
+        return record[group]  # type: ignore[no-any-return]
 
     # -- reads ------------------------------------------------------------------------------------
     def schema(self, kind: str) -> Answer:
@@ -361,7 +373,7 @@ class PendoState:
             record = self.store[kind].get(record_id)
             if record is None:
                 return Answer(404, {"error": f"{kind} {record_id!r} not found"})
-            metadata = {"auto": {"id": record_id}, **{g: dict(v) for g, v in record.items()}}
+            metadata = {"auto": {"id": record_id}, **{g: self._shown(kind, g, v) for g, v in record.items()}}
         return Answer(200, {ID_KEYS[kind]: record_id, "metadata": metadata})
 
     def ids_after(self, kind: str, after: str | None) -> tuple[list[str], int]:
@@ -378,4 +390,5 @@ class PendoState:
             record = self.store[kind].get(record_id)
             if record is None:
                 return None
-            return {ID_KEYS[kind]: record_id, "metadata": {g: dict(v) for g, v in record.items()}}
+            metadata = {g: self._shown(kind, g, v) for g, v in record.items()}
+            return {ID_KEYS[kind]: record_id, "metadata": metadata}
