@@ -110,7 +110,7 @@ def sync(args: dict[str, Any]) -> dict[str, Any]:
 def _bodies(args: dict[str, Any]) -> list[bytes]:
     """Distinct pre-serialized batches, encoded by the sync's own encoder from benchmark rows."""
     from bench.data import account_ids, visitor_frame
-    from pendo_sync.engine.delivery import Batch
+    from pendo_sync.engine.batches import Batch
     from pendo_sync.engine.records import RecordEncoder
 
     (spec,) = parse_config(args["config"], "bench").syncs
@@ -120,8 +120,11 @@ def _bodies(args: dict[str, Any]) -> list[bytes]:
     frame = visitor_frame(0, batch * distinct, accounts, 7)
     columns = ["visitor_id", *spec.columns]
     rows = frame[columns].astype(object).where(frame[columns].notna(), None).itertuples(index=False)
-    records = [encoder.encode(row[0], "", tuple(_plain(v) for v in row[1:])) for row in rows]
-    return [Batch(records[i : i + batch]).body for i in range(0, len(records), batch)]
+    ids, encoded = [], []
+    for row in rows:
+        ids.append(row[0])
+        encoded.append(encoder.encode(row[0], tuple(_plain(v) for v in row[1:])))
+    return [Batch.of(ids[i : i + batch], encoded[i : i + batch]).body for i in range(0, len(encoded), batch)]
 
 
 def _plain(value: Any) -> Any:

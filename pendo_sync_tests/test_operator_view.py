@@ -248,12 +248,19 @@ def test_the_change_log_says_what_each_run_did_to_each_row_and_is_pruned(world: 
     )
     assert when is not None
     world.sql(
-        "UPDATE pendo_sync.change_log SET logged_at = TIMESTAMP '2020-01-01 00:00:00' WHERE version = :v",
+        "UPDATE pendo_sync.change_log_entries SET logged_at = TIMESTAMP '2020-01-01 00:00:00' "
+        "WHERE version = :v",
         v=first.version,
     )
     world.run(logged)
     assert world.sql("SELECT count(*) FROM pendo_sync.change_log WHERE version = :v", v=first.version) == [
         (0,)
+    ]
+    assert world.sql(
+        "SELECT count(*) FROM pendo_sync.change_log_entries WHERE version = :v", v=first.version
+    ) == [(0,)]  # the newer runs' stay:
+    assert world.sql("SELECT count(*) FROM pendo_sync.change_log WHERE version = :v", v=second.version) == [
+        (3,)
     ]
 
 

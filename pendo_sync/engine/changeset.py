@@ -36,6 +36,7 @@ from pendo_sync.warehouse.diff import (
     spooled_rows,
 )
 from pendo_sync.warehouse.engines import backend_of
+from pendo_sync.warehouse.record_sql import written_fields
 from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows, stream_tuples
 
 # DuckDB runs a sync's joins in the sync's own process, within its memory_limit (64 MB by default), and its
@@ -46,12 +47,13 @@ from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows, stream_t
 DUCKDB_JOIN_ROWS = 1_000_000
 
 
-# A changed row is the driver's own tuple, in ChangeSetSQL.rows order: no object per row (a sync reads
+# A changed row is the driver's own tuple, in ChangeSetSQL.records order: no object per row (a sync reads
 # a million rows a minute, and an object each cost a tenth of its time). ROW_PREV is the ledger's hash:
 # None when the ledger lacks the id, so confirming it needs no delete. ROW_RETRY is 1 when an earlier run
-# rejected the row. The mapped values follow from ROW_VALUES on, in spec.fields order; with a change log,
-# the fields' fingerprints come last (diff.py FIELDS_COL).
-ROW_ID, ROW_HASH, ROW_PREV, ROW_RETRY, ROW_VALUES = range(5)
+# rejected the row. ROW_JSON is the JSON object of the values the database wrote (warehouse/record_sql.py),
+# or None. The mapped values follow from ROW_VALUES on, in spec.fields order, each None where the database
+# wrote it; with a change log, the fields' fingerprints come last (diff.py FIELDS_COL).
+ROW_ID, ROW_HASH, ROW_PREV, ROW_RETRY, ROW_JSON, ROW_VALUES = range(6)
 ChangedRow = tuple[Any, ...]
 
 
@@ -62,7 +64,7 @@ def flagged(row: ChangedRow, new: bool, retried: bool) -> ChangedRow:
         row[ROW_HASH],
         None if new else UNKNOWN_PREV,
         1 if retried else None,
-        *row[ROW_VALUES:],
+        *row[ROW_JSON:],
     )
 
 
@@ -97,6 +99,11 @@ class ChangeSet:
             confirmed_since=self.refresh_since,
         )
         self.reader: _Reader = _JoinInWarehouse(self) if self.ledger_in_warehouse else _Streamed(self)
+
+    @property
+    def written(self) -> tuple[bool, ...]:
+        """Which mapped values the database writes into each record itself (warehouse/record_sql.py)."""
+        return written_fields(self.spec, self.column_types, self.warehouse.dialect)
 
     @property
     def ledger_in_warehouse(self) -> bool:
@@ -225,13 +232,15 @@ class _JoinInWarehouse(_Reader):
         end = rowid_end(c.warehouse, c.spec) if c.whole_slice and on_duckdb else None
         if end is None:
             state = c.diff_state()
-            yield from self._read(lambda part: c.sql.changed(state, part), chunk_rows, "changes")
+            yield from self._read(
+                lambda part: c.sql.records(c.sql.changed(state, part)), chunk_rows, "changes"
+            )
             return
         # A first sync's rows are all new to the ledger (prev NULL); a refresh does not look.
         prev = None if c.full_refresh else sa.null()
         yield from rowid_pages(
             c.warehouse,
-            lambda start, stop: c.sql.rows(c.sql.source_rows(rowids=(start, stop)), prev),
+            lambda start, stop: c.sql.records(c.sql.rows(c.sql.source_rows(rowids=(start, stop)), prev)),
             end,
             chunk_rows,
         )
@@ -280,7 +289,9 @@ class _Streamed(_Reader):
 
     def changed_rows(self, chunk_rows: int) -> Iterator[Sequence[ChangedRow]]:
         c = self.changes
-        for rows in stream_tuples(c.warehouse, c.sql.rows(c.sql.source_rows(), None), chunk_rows):
+        for rows in stream_tuples(
+            c.warehouse, c.sql.records(c.sql.rows(c.sql.source_rows(), None)), chunk_rows
+        ):
             changed = self._changed(rows)
             if changed:
                 yield changed
@@ -288,7 +299,7 @@ class _Streamed(_Reader):
             return  # nothing to retry, or every row to retry was in the slice
         for ids in c.state.rejects.retry_ids(c.spec.name, c.missing_since, chunk_rows):
             for chunk in chunks(ids, 1000):
-                retried = c.sql.rows(c.sql.source_rows(ids=chunk), None)
+                retried = c.sql.records(c.sql.rows(c.sql.source_rows(ids=chunk), None))
                 with c.warehouse.connect() as conn:
                     found = [tuple(r) for r in conn.execute(retried)]
                 changed = self._changed(found)

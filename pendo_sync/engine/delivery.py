@@ -19,82 +19,19 @@ import email.utils
 import json
 import random
 import time
-from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from itertools import accumulate
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from pendo_sync.config import DeliverySettings
-from pendo_sync.outcome import Reject
+from pendo_sync.engine.batches import Batch, BatchResult
 from pendo_sync.pendo.client import PendoClient, PendoError
 
 
 class FatalDeliveryError(PendoError):
     """Pendo refused the sync itself (key, field mapping): nothing more can be sent this run."""
-
-
-@dataclass(slots=True)
-class Record:
-    """One row ready to send; `encoded` is its exact JSON, so batch bytes are measured, not guessed.
-    (Slots: a full queue holds a few hundred thousand of these.)"""
-
-    record_id: str
-    row_hash: str
-    encoded: bytes
-    op: str = "upsert"  # "upsert" or "clear"
-    new: bool = False  # the change set found no ledger row for this id: confirming it needs no delete
-    fields: str = ""  # with a change log: a fingerprint of each mapped value (which fields changed)
-
-
-class Batch:
-    """Records and the JSON array Pendo gets, built once. The body holds the records' JSON (each record's
-    own copy is dropped: a queued or in-flight batch holds its JSON once), and `bounds` says where each
-    record starts in it, so a batch halves on 408 without encoding anything again."""
-
-    __slots__ = ("records", "body", "bounds")
-
-    def __init__(self, records: list[Record], body: bytes | None = None, bounds: array[int] | None = None):
-        self.records = records
-        if body is None or bounds is None:
-            parts = [r.encoded for r in records]
-            body = b"[" + b",".join(parts) + b"]"
-            # bounds[i]: where record i starts; bounds[-1]: the body's length (past the closing bracket)
-            bounds = array("q", accumulate([len(p) + 1 for p in parts], initial=1))
-            for record in records:
-                record.encoded = b""
-        self.body, self.bounds = body, bounds
-
-    @property
-    def size_bytes(self) -> int:
-        return len(self.body)
-
-    def halves(self) -> tuple[Batch, Batch]:
-        mid = len(self.records) // 2
-        cut = self.bounds[mid]  # record mid starts here; the comma before it is at cut - 1
-        first = Batch(self.records[:mid], b"[" + self.body[1 : cut - 1] + b"]", self.bounds[: mid + 1])
-        shifted = array("q", (b - cut + 1 for b in self.bounds[mid:]))
-        second = Batch(self.records[mid:], b"[" + self.body[cut:-1] + b"]", shifted)
-        return first, second
-
-
-@dataclass
-class BatchResult:
-    """What became of every record of a batch: confirmed by Pendo, or rejected with a reason."""
-
-    confirmed: list[Record] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
-    sent: int = 0
-    updated: int = 0
-
-    def reject(self, record: Record, kind: str, reason: str) -> None:
-        if record.op == "clear" and kind == "missing":
-            # A deleted id Pendo does not have needs no clearing: done, it leaves the ledger all the same.
-            self.confirmed.append(record)
-        else:
-            self.rejects.append(Reject(record.record_id, record.row_hash, kind, reason, record.op))
 
 
 @dataclass
@@ -227,7 +164,7 @@ class Delivery:
         return result
 
     async def _send_into(self, batch: Batch, result: BatchResult) -> None:
-        if len(batch.records) > self.sizer.ceiling:
+        if len(batch) > self.sizer.ceiling:
             # Batched before a 408 taught the sizer what fits: halve it first, without a call.
             for half in batch.halves():
                 await self._send_into(half, result)
@@ -259,19 +196,19 @@ class Delivery:
             status = response.status_code
             if status == 200:
                 self.limit.succeeded()
-                self.sizer.observe(len(batch.records), elapsed)
+                self.sizer.observe(len(batch), elapsed)
                 self.stats.bytes_sent += batch.size_bytes
                 self._apply_answer(batch, response, result)
                 return
             if status in (408, 413):
-                self.sizer.too_big(len(batch.records))
-                if len(batch.records) == 1:
+                self.sizer.too_big(len(batch))
+                if len(batch) == 1:
                     alone = (
                         "ran past Pendo's time limit (HTTP 408)"
                         if status == 408
                         else f"is larger than Pendo takes in a call (HTTP 413: {_error_text(response)})"
                     )
-                    result.reject(batch.records[0], "error", f"one record alone {alone}")
+                    result.reject(batch, 0, "error", f"one record alone {alone}")
                     return
                 self.stats.splits += 1
                 first, second = batch.halves()
@@ -320,15 +257,15 @@ class Delivery:
         return random.uniform(cap / 2, cap)
 
     def _reject_all(self, batch: Batch, result: BatchResult, kind: str, reason: str) -> None:
-        for record in batch.records:
-            result.reject(record, kind, reason)
+        for i in range(len(batch)):
+            result.reject(batch, i, kind, reason)
 
     def _apply_answer(self, batch: Batch, response: httpx.Response, result: BatchResult) -> None:
         try:
             answer = response.json()
         except ValueError:
             answer = None
-        result.sent += len(batch.records)
+        result.sent += len(batch)
         if not isinstance(answer, dict):
             # Pendo said 200 but we cannot tell what it applied: claim nothing, the next run resends.
             self._reject_all(
@@ -346,17 +283,20 @@ class Delivery:
                 errors[str(item["id"])] = f"Pendo rejected the value: {field_name}{detail}"
             else:
                 unattributed.append(json.dumps(item) if not isinstance(item, str) else item)
+        if not (missing or errors or unattributed):
+            result.confirm(batch)
+            return
         if unattributed:
             reason = f"Pendo reported errors without ids ({'; '.join(unattributed)[:300]}); not claimed"
-        for record in batch.records:
-            if record.record_id in missing:
-                result.reject(record, "missing", f"{self.kind} id not found in Pendo")
-            elif record.record_id in errors:
-                result.reject(record, "error", errors[record.record_id])
+        for i, record_id in enumerate(batch.ids):
+            if record_id in missing:
+                result.reject(batch, i, "missing", f"{self.kind} id not found in Pendo")
+            elif record_id in errors:
+                result.reject(batch, i, "error", errors[record_id])
             elif unattributed:
-                result.reject(record, "error", reason)
+                result.reject(batch, i, "error", reason)
             else:
-                result.confirmed.append(record)
+                result.confirm(batch, i)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -1,21 +1,28 @@
-"""Turning change-set rows into Pendo records: coercion per mapped column, JSON encoding, batching by size."""
+"""Turning change-set rows into Pendo records (the JSON text of each), added to batches as they come.
+
+Where the database wrote a row's values object (warehouse/record_sql.py), its record is that text with the
+id in front; values it did not write are coerced here, by the one coercion module (pendo/types.py), and
+encoded with orjson. A row whose values do not fit is rejected as invalid, with the reason.
+"""
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ROW_PREV, ROW_VALUES, ChangedRow
-from pendo_sync.engine.delivery import Batch, Record
+from pendo_sync.engine.batches import Batch, Batcher
+from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ROW_JSON, ROW_PREV, ROW_VALUES, ChangedRow
 from pendo_sync.outcome import Reject
 from pendo_sync.pendo.types import CoercionError, Wire, cleared_values, coercer_for, passes_as_is, show_value
 
 # The ledger's record_id column (state/tables.py).
 MAX_ID_LENGTH = 512
+# What a JSON string cannot hold as it is.
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 
 
 def _dumps(value: Any) -> bytes:
@@ -28,27 +35,48 @@ def _dumps(value: Any) -> bytes:
         raise CoercionError(f"cannot be sent as JSON: {exc}") from None
 
 
+def _plain_ids(ids: Sequence[Any]) -> bool:
+    """Every id is text of 1 to MAX_ID_LENGTH characters that JSON holds as it is (checked for a chunk at
+    once: a record is then the id between quotes, with nothing to escape or refuse)."""
+    try:
+        joined = "".join(ids)
+    except TypeError:  # a NULL id
+        return False
+    return (
+        bool(ids)
+        and min(map(len, ids)) > 0
+        and max(map(len, ids)) <= MAX_ID_LENGTH
+        and not (_NEEDS_ESCAPE.search(joined))
+    )
+
+
 MAX_PLANS = 4096  # plans kept by an encoder: memory bounded whatever the table (invariant 3)
 
 
 class RecordEncoder:
-    """Coerces one row's values to its fields' Pendo types and encodes the record Pendo expects.
+    """A row's record as the JSON text Pendo gets, or CoercionError naming the column, field and value.
 
-    The hot path: rows alike in the classes of their values share a plan, the positions whose values
-    need coercing (a value whose class is already its Pendo type's, pendo/types.py `passes_as_is`, goes
-    as it is), so a row whose values are all in form costs a lookup, a dict and the JSON encoding."""
+    The hot path: a row whose values object the database wrote costs a format. Other rows are coerced
+    value by value; rows alike in the classes of their values share a plan, the positions whose values
+    need coercing (a value whose class is already its Pendo type's, pendo/types.py `passes_as_is`, goes as
+    it is)."""
 
-    def __init__(self, spec: SyncSpec, fingerprints: bool = False) -> None:
+    def __init__(
+        self, spec: SyncSpec, fingerprints: bool = False, written: Sequence[bool] | None = None
+    ) -> None:
         self.spec = spec
         self.fingerprints = fingerprints  # rows carry the fields' fingerprints last (the change log)
         self._end = ROW_VALUES + len(spec.fields)
-        self.id_key = spec.id_key
         self.wire = Wire(spec.time_format, spec.clear_with)
+        self._key = orjson.dumps(spec.id_key).decode()
         self._columns = [m.column for m in spec.fields]
         self._names = [m.field for m in spec.fields]
         self._coercers = [coercer_for(m.type, m.element_type, self.wire) for m in spec.fields]
         self._as_is = [passes_as_is(m.type, self.wire) for m in spec.fields]
         self._plans: dict[tuple[type, ...], tuple[int, ...]] = {}
+        written = tuple(written) if written is not None else (False,) * len(spec.fields)
+        # The fields the database does not write: coerced here in every row.
+        self._unwritten = [i for i, done in enumerate(written) if not done]
 
     def _plan(self, classes: tuple[type, ...]) -> tuple[int, ...]:
         plan = tuple(i for i, cls in enumerate(classes) if cls not in self._as_is[i])
@@ -67,58 +95,71 @@ class RecordEncoder:
             return values
         coerced = list(values)
         for i in plan:
-            try:
-                coerced[i] = self._coercers[i](coerced[i])
-            except CoercionError as exc:
-                raise CoercionError(
-                    f"column {self._columns[i]!r} -> field {self._names[i]!r}: {exc}"
-                ) from None
+            coerced[i] = self._coerce(i, coerced[i])
         return coerced
 
-    def encode(
-        self,
-        record_id: str | None,
-        row_hash: str,
-        values: tuple[Any, ...],
-        new: bool = False,
-        fields: str = "",
-    ) -> Record:
-        """The record for a row, or CoercionError naming the column, the field and the value."""
+    def _coerce(self, i: int, value: Any) -> Any:
+        try:
+            return self._coercers[i](value)
+        except CoercionError as exc:
+            raise CoercionError(f"column {self._columns[i]!r} -> field {self._names[i]!r}: {exc}") from None
+
+    def encode(self, record_id: str | None, values: tuple[Any, ...]) -> bytes:
+        """The record of a row's values as they are (every one coerced here), as JSON."""
+        return self._text(self._id_json(record_id), None, values).encode()
+
+    def _id_json(self, record_id: str | None) -> str:
         if not record_id or len(record_id) > MAX_ID_LENGTH:
             raise CoercionError(self._bad_id(record_id))
-        payload = dict(zip(self._names, self.values(values), strict=True))
+        return _dumps(record_id).decode()
+
+    def _text(self, id_json: str, written: str | None, raw: Sequence[Any]) -> str:
+        """A record from the values object the database wrote (None: it wrote none for the row) and the
+        row's other values, as they are."""
+        if written is None:
+            payload = dict(zip(self._names, self.values(tuple(raw)), strict=True))
+        else:
+            payload = {self._names[i]: self._coerce(i, raw[i]) for i in self._unwritten}
         try:
-            encoded = _dumps({self.id_key: record_id, "values": payload})
+            coerced = _dumps(payload).decode()
         except CoercionError as exc:
             raise CoercionError(self._unencodable(payload, exc)) from None
-        return Record(record_id, row_hash, encoded, new=new, fields=fields)
+        if written is not None:  # {"a": 1} and {"b": 2}: {"a": 1,"b": 2}
+            coerced = written[:-1] + "," + coerced[1:] if payload else written
+        return f'{{{self._key}:{id_json},"values":{coerced}}}'
 
     def _unencodable(self, payload: dict[str, Any], exc: CoercionError) -> str:
         """The reason a record cannot be JSON, naming the first column whose value is why."""
-        for column, (name, value) in zip(self._columns, payload.items(), strict=True):
+        for name, value in payload.items():
             try:
                 _dumps(value)
             except CoercionError as inner:
+                column = self._columns[self._names.index(name)]
                 return f"column {column!r} -> field {name!r}: {show_value(value)} {inner}"
         return str(exc)
 
-    def into_batches(self, rows: Iterable[ChangedRow], batcher: Batcher) -> tuple[list[Batch], list[Reject]]:
-        """Encode a chunk of changed rows into the batcher, record by record (a record's JSON goes into
-        its batch's body at once: held until the chunk's end, a hundred thousand small JSON buffers cost
-        more to allocate than to encode); the batches filled, and the rows rejected as invalid."""
+    def into_batches(self, rows: Sequence[ChangedRow], batcher: Batcher) -> tuple[list[Batch], list[Reject]]:
+        """Encode a chunk of changed rows into the batcher, record by record; the batches filled, and the rows
+        rejected as invalid."""
         full: list[Batch] = []
         invalid: list[Reject] = []
-        encode, add, end, fingerprints = self.encode, batcher.add, self._end, self.fingerprints
+        key, end, fingerprints, add = self._key, self._end, self.fingerprints, batcher.add
+        plain = _plain_ids([row[ROW_ID] for row in rows])
+        whole = not self._unwritten  # the database writes every value: a record is a format
         for row in rows:
+            record_id, written = row[ROW_ID], row[ROW_JSON]
             try:
-                fields = row[end] if fingerprints else ""
-                record = encode(
-                    row[ROW_ID], row[ROW_HASH], row[ROW_VALUES:end], row[ROW_PREV] is None, fields
-                )
+                if plain and whole and written is not None:
+                    text = f'{{{key}:"{record_id}","values":{written}}}'
+                else:
+                    id_json = f'"{record_id}"' if plain else self._id_json(record_id)
+                    text = self._text(id_json, written, row[ROW_VALUES:end])
             except CoercionError as exc:
-                invalid.append(Reject(row[ROW_ID] or "(empty id)", row[ROW_HASH], "invalid", str(exc)))
+                invalid.append(Reject(record_id or "(empty id)", row[ROW_HASH], "invalid", str(exc)))
                 continue
-            batch = add(record)
+            batch = add(
+                record_id, row[ROW_HASH], row[ROW_PREV] is None, row[end] if fingerprints else "", text
+            )
             if batch is not None:
                 full.append(batch)
         return full, invalid
@@ -136,50 +177,13 @@ class RecordEncoder:
         i = self._names.index(field)
         return value if value.__class__ in self._as_is[i] else self._coercers[i](value)
 
-    def clear(self, record_id: str) -> Record:
-        """The record that clears every mapped field of a deleted id (on_delete: clear)."""
-        values = cleared_values(self._names, self.wire)
-        return Record(record_id, "", _dumps({self.id_key: record_id, "values": values}), op="clear")
-
-
-class Batcher:
-    """Groups records into batches bounded by a record count (which may change between batches) and bytes,
-    writing each record's JSON into the batch's body as it comes (the record keeps only its id and hash)."""
-
-    def __init__(self, max_records: Callable[[], int], max_bytes: int) -> None:
-        self._max_records = max_records
-        self._max_bytes = max_bytes
-        self._start()
-
-    def _start(self) -> None:
-        self._records: list[Record] = []
-        self._limit = self._max_records()  # read once a batch: the sizer moves between batches
-        self._body = bytearray(b"[")
-        self._bounds = array("q", [1])  # where each record starts; the last: the body's length once closed
-
-    def add(self, record: Record) -> Batch | None:
-        """Add a record; return a full batch when this record would overflow the current one."""
-        encoded, record.encoded = record.encoded, b""
-        end = self._bounds[-1] + len(encoded) + 1
-        full = None
-        if self._records and (end > self._max_bytes or len(self._records) >= self._limit):
-            full = self.flush()
-            end = self._bounds[-1] + len(encoded) + 1
-        if self._records:
-            self._body += b","
-        self._body += encoded
-        self._records.append(record)
-        self._bounds.append(end)
+    def clears(self, record_ids: Iterable[str], batcher: Batcher) -> list[Batch]:
+        """The records that clear every mapped field of deleted ids (on_delete: clear); the batches filled."""
+        values = _dumps(cleared_values(self._names, self.wire)).decode()
+        full = []
+        for record_id in record_ids:
+            text = f'{{{self._key}:{_dumps(record_id).decode()},"values":{values}}}'
+            batch = batcher.add(record_id, "", False, "", text, op="clear")
+            if batch is not None:
+                full.append(batch)
         return full
-
-    def add_all(self, records: Iterable[Record]) -> list[Batch]:
-        """Add records; return the batches they filled."""
-        return [batch for batch in map(self.add, records) if batch is not None]
-
-    def flush(self) -> Batch | None:
-        if not self._records:
-            return None
-        self._body += b"]"
-        batch = Batch(self._records, bytes(self._body), self._bounds)
-        self._start()
-        return batch

@@ -23,9 +23,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from pendo_sync.config import DeliverySettings, SyncSpec
+from pendo_sync.engine.batches import Batch, Batcher, BatchResult
 from pendo_sync.engine.changeset import ROW_RETRY, ChangeSet
-from pendo_sync.engine.delivery import Batch, BatchResult, Delivery
-from pendo_sync.engine.records import Batcher, RecordEncoder
+from pendo_sync.engine.delivery import Delivery
+from pendo_sync.engine.records import RecordEncoder
 from pendo_sync.outcome import Reject, RunCounts
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.state.ledger import BatchOutcome
@@ -82,7 +83,7 @@ class Runner:
         self.progress = progress
         self.progress_every = progress_every_seconds or settings.progress_every_seconds
         self.log = spec.logs_changes  # the change log: opt-in, per sync
-        self.encoder = RecordEncoder(spec, fingerprints=self.log)
+        self.encoder = RecordEncoder(spec, fingerprints=self.log, written=changes.written)
         self.counts = RunCounts()
         self.reject_sample: dict[str, list[Reject]] = {}
         self.stopped_early = False
@@ -144,7 +145,7 @@ class Runner:
                     self._put(("forget", ids))
                     continue
                 produced += len(ids)
-                for full in batcher.add_all(map(self.encoder.clear, ids)):
+                for full in self.encoder.clears(ids, batcher):
                     self._put(("batch", full))
             for ids in self.changes.vanished_rejects(self.settings.chunk_rows):
                 self._put(("settled", ids))
@@ -248,20 +249,19 @@ class Runner:
             await self.delivery.limit.release()
 
     async def _record_result(self, result: BatchResult) -> None:
-        upserts = [r for r in result.confirmed if r.op == "upsert"]
-        cleared = [r.record_id for r in result.confirmed if r.op == "clear"]
         self.counts.sent += result.sent
         self.counts.updated += result.updated
-        self.counts.confirmed += len(upserts)
-        self.counts.cleared += len(cleared)
+        self.counts.confirmed += len(result.ids)
+        self.counts.cleared += len(result.cleared)
         await self._record(
             BatchOutcome(
-                confirmed=[(r.record_id, r.row_hash) for r in upserts],
+                result.ids,
+                result.hashes,
+                result.new,
                 rejects=result.rejects,
-                forgotten=cleared,
-                new_ids={r.record_id for r in result.confirmed if r.new},
-                cleared=cleared,
-                field_hashes=[r.fields for r in upserts] if self.log else (),
+                forgotten=result.cleared,
+                cleared=result.cleared,
+                field_hashes=result.fields if self.log else (),
                 fields=[m.field for m in self.spec.fields],
                 log=self.log,
             )

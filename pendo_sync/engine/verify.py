@@ -133,7 +133,7 @@ class _Comparer:
             rows = fetch_tuples(conn, self.sql.rows(self.sql.source_rows(ids=list(confirmed)), None))
         differences: dict[str, Difference] = {}
         for row in rows:
-            record_id, row_hash, values = row[0], row[1], tuple(row[4:])
+            record_id, row_hash, values = row[0], row[1], tuple(row[4 : 4 + len(self.spec.fields)])
             if confirmed.get(record_id) != row_hash:
                 result.changed_since += 1
                 continue

@@ -213,6 +213,49 @@ def database_conversion(pendo_type: str, column_type: str | None, wire: Wire = W
     return None
 
 
+# Column types (as the catalog names them, lower-cased, without a size) by what the database can write of
+# their values as JSON exactly as the coercers below would send them.
+_TEXT_TYPES = frozenset({"varchar", "character varying", "text", "string"})  # not char(n): its padding
+_INTEGER_TYPES = frozenset(
+    {"smallint", "integer", "int", "bigint", "int2", "int4", "int8", "tinyint", "utinyint", "usmallint"}
+    | {"uinteger", "ubigint"}
+)  # not hugeint or numeric: past 64 bits JSON (orjson) cannot carry them
+_DOUBLE_TYPES = frozenset({"double", "double precision", "float8"})  # not real: drivers widen it apart
+_BOOLEAN_TYPES = frozenset({"boolean", "bool"})
+_JSON_TEXT_TYPES = _TEXT_TYPES | {"json"}
+
+SQL_FORMS = {
+    "text": "a string field from a text column: the text, as a JSON string",
+    "integer": "an integer or float field from an integer column: the number",
+    "double": "a float field from a double column: the number; NaN and infinities are the row's problem",
+    "boolean": "a boolean field from a boolean column",
+    "epoch_ms": "a time field from a timestamp or date column, sent as epoch milliseconds (database_conversion)",
+    "json_list": "a list of strings from text holding a JSON array; other text is the row's problem",
+}
+
+
+def sql_form(pendo_type: str, element_type: str, column_type: str | None, wire: Wire = Wire()) -> str | None:
+    """How the database may write a mapped column's value into the record itself (one of SQL_FORMS), or
+    None: the value comes as it is and is coerced here. A form yields exactly what the coercer would send
+    for every value it takes (a NULL is the wire's clear value); a value it does not take (the row's
+    problem) sends the row through the coercer, which rejects it with the reason. Which forms a database
+    writes is warehouse/record_sql.py's to say."""
+    base = (column_type or "").lower().split("(")[0].strip()
+    if database_conversion(pendo_type, column_type, wire) == "epoch_ms":
+        return "epoch_ms"
+    if pendo_type == "string" and base in _TEXT_TYPES:
+        return "text"
+    if pendo_type in ("integer", "float") and base in _INTEGER_TYPES:
+        return "integer"
+    if pendo_type == "float" and base in _DOUBLE_TYPES:
+        return "double"
+    if pendo_type == "boolean" and base in _BOOLEAN_TYPES:
+        return "boolean"
+    if pendo_type == "list" and element_type == "string" and base in _JSON_TEXT_TYPES:
+        return "json_list"
+    return None
+
+
 _SCALAR: dict[str, Callable[[Any], Any]] = {
     "string": _to_string,
     "boolean": _to_boolean,

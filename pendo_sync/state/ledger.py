@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from pendo_sync.outcome import Reject
 from pendo_sync.state.bulk import chunks, insert_columns
+from pendo_sync.state.change_log import ChangeLog
 from pendo_sync.state.tables import StateTables
 from pendo_sync.warehouse.engines import backend_of
 from pendo_sync.warehouse.slices import stream_rows
@@ -28,30 +30,30 @@ ANALYZE_AFTER_ROWS = 10_000
 
 @dataclass
 class BatchOutcome:
-    """What one batch did, as the state store records it."""
+    """What one batch did, as the state store records it. Upserts Pendo confirmed come column by column:
+    ids, hashes, and whether the ledger lacked each id when the change set was read (confirming it then
+    needs no delete: a first sync issues none)."""
 
-    confirmed: Sequence[tuple[str, str]] = ()  # (id, hash) of each upsert Pendo confirmed
+    ids: Sequence[str] = ()
+    hashes: Sequence[str] = ()
+    new: Sequence[bool] = ()
     rejects: Sequence[Reject] = ()
     forgotten: Sequence[str] = ()  # ids that leave the ledger: cleared, deleted, or no longer owed
-    new_ids: set[str] | frozenset[str] = frozenset()
     cleared: Sequence[str] = ()  # of the forgotten, those whose fields Pendo confirmed cleared (the log)
     field_hashes: Sequence[str] = ()  # with the change log: each confirmed row's field fingerprints
     fields: Sequence[str] = ()  # the mapped fields, in fingerprint order
     log: bool = False  # write the change log
 
-
-# The change log's changed_fields column (state/tables.py).
-CHANGED_FIELDS_LENGTH = 2048
-
-
-def changed_fields(fields: Sequence[str], before: str, after: str) -> str:
-    """The fields whose fingerprints differ, comma-joined; '*' (every field) where the old ones are unknown
-    or the names would not fit the column (cut short, a query for one of them would miss it)."""
-    old, new = before.split(","), after.split(",")
-    if not before or len(old) != len(new):
-        return "*"
-    changed = ",".join(name for name, a, b in zip(fields, old, new, strict=True) if a != b)
-    return changed if len(changed) <= CHANGED_FIELDS_LENGTH else "*"
+    @classmethod
+    def of(
+        cls,
+        confirmed: Sequence[tuple[str, str]] = (),
+        new_ids: set[str] | frozenset[str] = frozenset(),
+        **rest: Any,
+    ) -> BatchOutcome:
+        """From (id, hash) pairs and the set of ids new to the ledger."""
+        ids = [record_id for record_id, _ in confirmed]
+        return cls(ids, [h for _, h in confirmed], [i in new_ids for i in ids], **rest)
 
 
 class Ledger:
@@ -60,6 +62,7 @@ class Ledger:
     def __init__(self, engine: Engine, tables: StateTables) -> None:
         self.engine = engine
         self.tables = tables
+        self.change_log = ChangeLog(engine, tables)
 
     # -- one batch's outcome (in the caller's transaction) ---------------------------------------------
     def write(
@@ -73,25 +76,14 @@ class Ledger:
     ) -> None:
         """Confirmed rows replace the ids' ledger rows and clear their rejects; rejects replace the ids'
         outstanding rejects (keeping when they were first met and counting the runs); forgotten ids leave
-        both. Ids in `batch.new_ids` were absent from the ledger when the change set was read: confirming
-        them needs no delete (a first sync issues none). With `batch.log`, each row's change goes to the
-        change log."""
+        both. With `batch.log`, each row's change goes to the change log."""
         t = self.tables
-        confirmed = batch.confirmed
-        replaced = [rid for rid, _ in confirmed if rid not in batch.new_ids]
+        replaced = [] if all(batch.new) else list(compress(batch.ids, [not n for n in batch.new]))
         history = self._reject_history(conn, sync_name, [r.record_id for r in batch.rejects])
         previous = self._field_hashes(conn, sync_name, replaced) if batch.log else {}
-        self._delete_ids(
-            conn,
-            sync_name,
-            replaced + list(batch.forgotten),
-            [r.record_id for r in batch.rejects] + [rid for rid, _ in confirmed if rid in batch.new_ids],
-        )
-        if confirmed:
-            columns: dict[str, Sequence[Any]] = {
-                "record_id": [rid for rid, _ in confirmed],
-                "row_hash": [h for _, h in confirmed],
-            }
+        self._delete_ids(conn, sync_name, replaced + list(batch.forgotten), batch)
+        if batch.ids:
+            columns: dict[str, Sequence[Any]] = {"record_id": batch.ids, "row_hash": batch.hashes}
             if batch.log:
                 columns["field_hashes"] = batch.field_hashes
             constants = {"sync_name": sync_name, "version": version, "confirmed_at": now}
@@ -113,7 +105,7 @@ class Ledger:
                 {"sync_name": sync_name, "run_id": run_id, "version": version, "rejected_at": now},
             )
         if batch.log:
-            self._log(conn, sync_name, version, run_id, batch, previous, now)
+            self.change_log.write_entries(conn, sync_name, version, run_id, batch, previous, now)
 
     def _reject_history(
         self, conn: Connection, sync_name: str, ids: list[str]
@@ -149,73 +141,13 @@ class Ledger:
             out.update({r.record_id: r.field_hashes or "" for r in rows})
         return out
 
-    def _log(
-        self,
-        conn: Connection,
-        sync_name: str,
-        version: int,
-        run_id: str,
-        batch: BatchOutcome,
-        previous: dict[str, str],
-        now: dt.datetime,
-    ) -> None:
-        """One change-log row per row of the batch: confirmed upserts with the fields that changed, clears,
-        and rejects with their reason (an insert for each, what all its rows share given once)."""
-        log, fields = self.tables.change_log, batch.fields
-        quoted = self.tables.quoted(conn, log)
-        shared = {"sync_name": sync_name, "run_id": run_id, "version": version, "logged_at": now}
-        confirmed = {**shared, "outcome": "confirmed", "reason": None}
-        upsert = {**confirmed, "operation": "upsert"}
-        # Ids the ledger lacked (all of a first sync's): every field is new, one constant '*'.
-        new = [rid for rid, _ in batch.confirmed if rid not in previous]
-        insert_columns(conn, log, quoted, {"record_id": new}, {**upsert, "changed_fields": "*"})
-        if previous:
-            replaced = [
-                (rid, after)
-                for (rid, _), after in zip(batch.confirmed, batch.field_hashes, strict=True)
-                if rid in previous
-            ]
-            changed = [changed_fields(fields, previous[rid], after) for rid, after in replaced]
-            insert_columns(
-                conn,
-                log,
-                quoted,
-                {"record_id": [rid for rid, _ in replaced], "changed_fields": changed},
-                upsert,
-            )
-        insert_columns(
-            conn,
-            log,
-            quoted,
-            {"record_id": batch.cleared},
-            {**confirmed, "operation": "clear", "changed_fields": "*"},
-        )
-        rejects = batch.rejects
-        insert_columns(
-            conn,
-            log,
-            quoted,
-            {
-                "record_id": [r.record_id for r in rejects],
-                "operation": [r.op for r in rejects],
-                "outcome": [r.kind for r in rejects],
-                "reason": [r.reason[:1024] for r in rejects],
-            },
-            {**shared, "changed_fields": None},
-        )
-
     def prune_change_log(self, sync_name: str, older_than: dt.datetime) -> int:
-        log = self.tables.change_log
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                sa.delete(log).where(log.c.sync_name == sync_name, log.c.logged_at < older_than)
-            )
-        return int(done.rowcount or 0)
+        return self.change_log.prune(sync_name, older_than)
 
     def _delete_ids(
-        self, conn: Connection, sync_name: str, ledger_ids: list[str], reject_ids: list[str]
+        self, conn: Connection, sync_name: str, ledger_ids: list[str], batch: BatchOutcome
     ) -> None:
-        """Forget `ledger_ids` in the ledger, and any outstanding reject of those and of `reject_ids`."""
+        """Forget `ledger_ids` in the ledger, and any outstanding reject of those and of the batch's ids."""
         ledger, rejects = self.tables.ledger, self.tables.rejects
         for chunk in chunks(ledger_ids, ID_CHUNK):
             conn.execute(
@@ -225,7 +157,8 @@ class Ledger:
         # 5,000-value IN list alone takes DuckDB ~30 ms to plan (and PostgreSQL ~50 ms to run).
         if not _has_rows(conn, rejects, sync_name):
             return
-        for chunk in chunks(ledger_ids + reject_ids, ID_CHUNK):
+        new = list(compress(batch.ids, batch.new))  # confirmed, new to the ledger: not in ledger_ids
+        for chunk in chunks(ledger_ids + new + [r.record_id for r in batch.rejects], ID_CHUNK):
             conn.execute(
                 sa.delete(rejects).where(rejects.c.sync_name == sync_name, rejects.c.record_id.in_(chunk))
             )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pendo_sync.state.change_log import create_view
 from pendo_sync.state.tables import VERSION_FIGURES, StateTables, lock_table, utcnow
 from pendo_sync.warehouse.engines import backend_of
 
@@ -107,6 +108,32 @@ def _refresh_of_each_version(conn: Connection, tables: StateTables) -> None:
         )
 
 
+def _change_log_in_entries(conn: Connection, tables: StateTables) -> None:
+    """The change log kept as entries (one for each group of a batch's rows alike, their ids joined) and
+    shown as before by the view `change_log`; each row kept moves as an entry of its own."""
+    if _table_type(conn, tables, "change_log") == "BASE TABLE":
+        names = (
+            "sync_name",
+            "run_id",
+            "version",
+            "operation",
+            "outcome",
+            "reason",
+            "changed_fields",
+            "logged_at",
+        )
+        old = sa.table("change_log", *[sa.column(c) for c in (*names, "record_id")], schema=tables.schema)
+        entries = tables.change_log_entries
+        conn.execute(
+            sa.insert(entries).from_select(
+                [*names, "joined", "record_ids"],
+                sa.select(*[old.c[c] for c in names], sa.false(), old.c.record_id),
+            )
+        )
+        conn.execute(sa.text(f"DROP TABLE {tables.quoted_name(conn, 'change_log')}"))
+    create_view(conn, tables)
+
+
 MIGRATIONS = (
     Migration(2, "a column for every run figure", _add_figures),
     Migration(3, "one ledger row per (sync, id)", _one_ledger_row_per_id),
@@ -114,6 +141,7 @@ MIGRATIONS = (
     Migration(5, "field fingerprints computed by the database", _fingerprints_from_the_database),
     Migration(6, "the mapping of each version", _mapping_of_each_version),
     Migration(7, "the full refresh of each version", _refresh_of_each_version),
+    Migration(8, "the change log as entries and their ids, behind a view", _change_log_in_entries),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -131,6 +159,7 @@ def migrate(conn: Connection, tables: StateTables) -> int:
         conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
     if stamped == 0:
         _create_indexes(conn, tables)
+        create_view(conn, tables)
     else:
         for step in MIGRATIONS:
             if step.version > stamped:
@@ -147,6 +176,17 @@ def _create_indexes(conn: Connection, tables: StateTables) -> None:
     if backend_of(conn.engine) == "postgresql":
         for index in tables.indexes:
             conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+
+
+def _table_type(conn: Connection, tables: StateTables, table: str) -> str | None:
+    """'BASE TABLE', 'VIEW', or None where the schema has no such table."""
+    found = conn.execute(
+        sa.text(
+            "SELECT table_type FROM information_schema.tables WHERE table_schema = :schema AND table_name = :table"
+        ),
+        {"schema": tables.schema, "table": table},
+    ).scalar()
+    return None if found is None else str(found)
 
 
 def _columns(conn: Connection, tables: StateTables, table: str) -> set[str]:

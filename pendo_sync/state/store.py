@@ -60,7 +60,7 @@ class StateStore:
         """One batch's outcome in one transaction: confirmed rows, rejects, forgotten ids (or all of them as
         `batch`, with the change log), the run's figures so far and the lock's heartbeat. A crash loses at
         most the batches not yet written; nothing unconfirmed is ever recorded as confirmed (invariant 1)."""
-        batch = batch or BatchOutcome(confirmed, rejects, forgotten, new_ids)
+        batch = batch or BatchOutcome.of(confirmed, new_ids, rejects=rejects, forgotten=forgotten)
         with self.engine.begin() as conn:
             self.write_batch(conn, sync_name, version, run_id, batch, counts)
 

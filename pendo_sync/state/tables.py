@@ -7,7 +7,7 @@
 | `versions`    | sync, version: one run (or revert, or import): mode, status, cursor, figures, times |
 | `locks`       | sync: the run writing it, its host:pid and heartbeat                |
 | `pendo_ids`   | sync, id: the ids Pendo has (existing_ids_only syncs)                |
-| `change_log`  | sync, run, id: what the run did with the row (opt-in, pruned by retention) |
+| `change_log`  | a view: sync, run, id, what the run did with the row (opt-in, pruned by retention), over `change_log_entries` (one row per group of a batch's rows alike) |
 | `schema_info` | the schema: its version, so `ensure_schema` knows which migrations to apply |
 
 Every statement is Redshift-safe: no ON CONFLICT, upserts are delete-then-insert in one transaction.
@@ -28,6 +28,21 @@ from pendo_sync.warehouse.engines import backend_of
 VERSION_FIGURES = (*RunCounts.stored_names(), "rejected")
 
 
+class _Uncompressed(sa.types.UserDefinedType[str]):
+    """DuckDB text stored as it is: hashes and ids are random, and compressing them at each checkpoint cost
+    a sync as much as writing them (a million-row first sync: 3 s of DuckDB's threads); they take twice
+    the room on disk. DuckDB alone knows the clause; other databases store the plain type."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "VARCHAR USING COMPRESSION uncompressed"
+
+
+def stored_as_is(kind: sa.types.TypeEngine[str]) -> sa.types.TypeEngine[str]:
+    return kind.with_variant(_Uncompressed(), "duckdb")
+
+
 def utcnow() -> dt.datetime:
     """Now, as the state tables keep times: naive UTC."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -43,12 +58,12 @@ class StateTables:
             "ledger",
             md,
             sa.Column("sync_name", sa.String(128), nullable=False),
-            sa.Column("record_id", sa.String(512), nullable=False),
-            sa.Column("row_hash", sa.String(32), nullable=False),
+            sa.Column("record_id", stored_as_is(sa.String(512)), nullable=False),
+            sa.Column("row_hash", stored_as_is(sa.String(32)), nullable=False),
             sa.Column("version", sa.Integer, nullable=False),
             sa.Column("confirmed_at", sa.DateTime, nullable=False),
             # A fingerprint of each mapped value, where the sync keeps a change log: which fields changed.
-            sa.Column("field_hashes", sa.String(1024)),
+            sa.Column("field_hashes", stored_as_is(sa.String(1024))),
         )
         self.rejects = sa.Table(
             "rejects",
@@ -101,19 +116,27 @@ class StateTables:
             sa.Column("sync_name", sa.String(128), nullable=False),
             sa.Column("record_id", sa.String(512), nullable=False),
         )
-        # What each run did per row, for syncs that ask for it (change_log: {retention_days: N}).
-        self.change_log = sa.Table(
-            "change_log",
+        # What each run did per row, for syncs that ask for it (change_log: {retention_days: N}): an entry
+        # for each group of a batch's rows that share what happened to them, with the group's ids joined by
+        # the unit separator (`joined`), or one id alone; the view `change_log` shows a row per id
+        # (state/change_log.py). A row a record cost the log twice as much as the ledger row itself.
+        self.change_log_entries = sa.Table(
+            "change_log_entries",
             md,
             sa.Column("sync_name", sa.String(128), nullable=False),
             sa.Column("run_id", sa.String(64), nullable=False),
             sa.Column("version", sa.Integer, nullable=False),
-            sa.Column("record_id", sa.String(512), nullable=False),
             sa.Column("operation", sa.String(16), nullable=False),  # upsert | clear
             sa.Column("outcome", sa.String(16), nullable=False),  # confirmed, or the reject's kind
             sa.Column("reason", sa.String(1024)),
             sa.Column("changed_fields", sa.String(2048)),  # mapped fields whose value changed; * for a new id
             sa.Column("logged_at", sa.DateTime, nullable=False),
+            sa.Column("joined", sa.Boolean, nullable=False),  # record_ids holds several ids, chr(31) between
+            sa.Column(
+                "record_ids",
+                stored_as_is(sa.String(65535).with_variant(sa.Text(), "postgresql")),
+                nullable=False,
+            ),
         )
         self.schema_info = sa.Table(
             "schema_info",
@@ -132,8 +155,11 @@ class StateTables:
 
     def quoted(self, engine: Engine | Connection, table: sa.Table) -> str:
         """schema.table, quoted as the engine's dialect quotes names (for the few statements in text)."""
+        return self.quoted_name(engine, table.name)
+
+    def quoted_name(self, engine: Engine | Connection, name: str) -> str:
         prep = engine.dialect.identifier_preparer
-        return f"{prep.quote_schema(self.schema)}.{prep.quote(table.name)}"
+        return f"{prep.quote_schema(self.schema)}.{prep.quote(name)}"
 
 
 def lock_table(conn: Connection, tables: StateTables, table: sa.Table) -> None:

@@ -23,12 +23,13 @@ from pendo_sync.config import SyncSpec
 from pendo_sync.pendo.types import Wire
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.hashes import field_fingerprints, row_hash
+from pendo_sync.warehouse.record_sql import RawUnlessWritten, RecordValues
 from pendo_sync.warehouse.slices import (
     HASH_COL,
     ID_COL,
     TEXT,
     Slice,
-    fetch_tuples,
+    fetcher,
     id_text,
     sent_value,
     slice_predicate,
@@ -39,6 +40,7 @@ PREV_COL = "__pendo_prev"  # the ledger's hash (NULL: the ledger lacks the id; U
 RETRY_COL = "__pendo_retry"  # 1: an outstanding reject this run retries
 HELD_COL = "__pendo_held"  # the hash Pendo recently reported missing: not sent again yet
 FIELDS_COL = "__pendo_fields"  # with a change log: each mapped value's fingerprint (hashes.py)
+VALUES_COL = "__pendo_values"  # the JSON object of the values the database writes (record_sql.py)
 UNKNOWN_PREV = "?"
 # DuckDB's row number of a table row: `WHERE rowid BETWEEN a AND b` reads only the row groups that hold it.
 ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())
@@ -82,7 +84,7 @@ class ChangeSetSQL:
         self,
         retry: sa.Subquery | None = None,
         part: Part | None = None,
-        rowids: tuple[int, int] | None = None,
+        rowids: tuple[Any, Any] | None = None,
         ids: Sequence[str] | None = None,
     ) -> sa.Subquery:
         """The slice's rows, hashed: id, hash, retry, held, mapped values (and fingerprints). With `retry` (the rejects' flags)
@@ -138,7 +140,8 @@ class ChangeSetSQL:
         return sa.union_all(in_slice, retried).subquery("h")
 
     def rows(self, hashed: sa.Subquery, prev: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
-        """Columns in ChangedRow order: id, hash, prev, retry, mapped values (and fingerprints)."""
+        """id, hash, prev, retry, mapped values (and fingerprints), and the values object the database
+        writes: what `records` reads, and what counts and joins are built on."""
         return sa.select(
             hashed.c[ID_COL],
             hashed.c[HASH_COL],
@@ -146,6 +149,28 @@ class ChangeSetSQL:
             hashed.c[RETRY_COL],
             *[hashed.c[m.column] for m in self.spec.fields],
             *([hashed.c[FIELDS_COL]] if self.fingerprints else []),
+            RecordValues(self.spec, self.column_types, *[hashed.c[m.column] for m in self.spec.fields]).label(
+                VALUES_COL
+            ),
+        )
+
+    def records(self, rows: sa.Select[Any]) -> sa.Select[Any]:
+        """A statement of `rows` as the run reads it, in ChangedRow order: id, hash, prev, retry, the values
+        object, each mapped value where the database did not write it (else NULL: nothing to convert),
+        and the fingerprints."""
+        inner = rows.subquery("changed")
+        values = inner.c[VALUES_COL]
+        return sa.select(
+            inner.c[ID_COL],
+            inner.c[HASH_COL],
+            inner.c[PREV_COL],
+            inner.c[RETRY_COL],
+            values,
+            *[
+                RawUnlessWritten(self.spec, self.column_types, i, values, inner.c[m.column]).label(m.column)
+                for i, m in enumerate(self.spec.fields)
+            ],
+            *([inner.c[FIELDS_COL]] if self.fingerprints else []),
         )
 
     # -- the diff, where the ledger is in the warehouse -----------------------------------------------
@@ -262,14 +287,20 @@ def rowid_end(engine: Engine, spec: SyncSpec) -> int | None:
 
 
 def rowid_pages(
-    engine: Engine, page: Callable[[int, int], sa.Select[Any]], end: int, chunk_rows: int
+    engine: Engine, page: Callable[[Any, Any], sa.Select[Any]], end: int, chunk_rows: int
 ) -> Iterator[Sequence[tuple[Any, ...]]]:
-    """The rows of page(start, stop) for consecutive rowid ranges of chunk_rows up to end, each fetched
-    whole and its transaction ended before it is handed on (one connection serves them all: a DuckDB
-    connection costs tens of milliseconds to open); empty ranges are skipped."""
+    """The rows of page(start, stop) for consecutive rowid ranges [start, stop) of chunk_rows up to end,
+    each fetched whole and its transaction ended before it is handed on; one statement, compiled once with
+    the bounds as parameters, and one connection serve them all (a DuckDB connection costs tens of
+    milliseconds to open); empty ranges are skipped."""
+    start_at, stop_at = (
+        sa.bindparam("rowid_start", 0, sa.BigInteger),
+        sa.bindparam("rowid_stop", 0, sa.BigInteger),
+    )
     with engine.connect() as conn:
+        fetch = fetcher(conn, page(start_at, stop_at))
         for start in range(0, end, chunk_rows):
-            rows = fetch_tuples(conn, page(start, start + chunk_rows))
+            rows = fetch({"rowid_start": start, "rowid_stop": start + chunk_rows})
             conn.commit()
             if rows:
                 yield rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -290,11 +290,25 @@ def stream_tuples(
 
 
 def fetch_tuples(conn: Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
-    """All rows of a statement as the driver's tuples (a page of a DuckDB read by rowid range)."""
-    found = driver_statement(conn, stmt)
-    if found is None:
-        return [tuple(row) for row in conn.execute(stmt)]
-    return list(conn.exec_driver_sql(*found).cursor.fetchall())
+    """All rows of a statement as the driver's tuples."""
+    return fetcher(conn, stmt)({})
+
+
+def fetcher(conn: Connection, stmt: sa.Select[Any]) -> Callable[[dict[str, Any]], list[tuple[Any, ...]]]:
+    """A statement compiled once, as a function of the values of its bound parameters (by name; those not
+    given keep the statement's) that fetches all its rows as the driver's tuples: a DuckDB read by rowid
+    range runs one statement a range, and compiling it each time cost a tenth of a run's Python."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    if conn.dialect.driver not in ("psycopg2", "duckdb_engine") or compiled._bind_processors:
+        return lambda values: [tuple(row) for row in conn.execute(stmt, values)]
+    names, defaults = compiled.positiontup or (), compiled.params
+
+    def fetch(values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        params = {**defaults, **values}
+        bound = tuple(params[name] for name in names) if compiled.positional else params
+        return list(conn.exec_driver_sql(compiled.string, bound).cursor.fetchall())
+
+    return fetch
 
 
 def driver_statement(conn: Connection, stmt: sa.Select[Any]) -> tuple[str, Any] | None:

@@ -47,7 +47,7 @@ def read_between_writes(world: World, chunks: Iterator[Sequence[Any]]) -> list[A
 
 def one_query_diff(world: World, changes: ChangeSet) -> list[Any]:
     """The same diff read through a single streaming query: what the ranged reads must add up to."""
-    parts = stream_rows(world.engine, changes.sql.changed(changes.diff_state()), 1000)
+    parts = stream_rows(world.engine, changes.sql.records(changes.sql.changed(changes.diff_state())), 1000)
     return [tuple(r) for part in parts for r in part]
 
 

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from pendo_sync.engine.delivery import Batch, FatalDeliveryError, Record
+from pendo_sync.engine.batches import Batch
+from pendo_sync.engine.delivery import FatalDeliveryError
 from pendo_sync.engine.preflight import PreflightError
 from pendo_sync.pendo.client import PendoAuthError
 from pendo_sync.pendo.emulator import Fault
@@ -185,23 +186,20 @@ def test_runtime_budget_ends_the_run_cleanly_and_the_next_run_resumes(duckdb_wor
 
 def test_halved_batches_carry_exactly_their_records_json():
     values = ["plain", 'quote " and comma ,', "[bracket]", "ünï €", "", "x" * 300, "7"]
-    records = [
-        Record(f"v{i}", f"h{i}", json.dumps({"visitorId": f"v{i}", "values": {"s": v}}).encode())
-        for i, v in enumerate(values)
-    ]
-    expected = [json.loads(r.encoded) for r in records]
-    batch = Batch(records)
+    encoded = [json.dumps({"visitorId": f"v{i}", "values": {"s": v}}).encode() for i, v in enumerate(values)]
+    expected = [json.loads(e) for e in encoded]
+    batch = Batch.of([f"v{i}" for i in range(len(values))], encoded)
     assert json.loads(batch.body) == expected
     assert batch.size_bytes == len(batch.body)
-    assert all(r.encoded == b"" for r in records)  # the body holds the JSON; the records only ids and hashes
 
     def leaves(b: Batch) -> list[Batch]:
-        if len(b.records) == 1:
+        if len(b) == 1:
             return [b]
         first, second = b.halves()
         assert json.loads(first.body) + json.loads(second.body) == json.loads(b.body)
+        assert first.ids + second.ids == b.ids
         return leaves(first) + leaves(second)
 
     singles = leaves(batch)
     assert [json.loads(b.body) for b in singles] == [[e] for e in expected]
-    assert [b.records[0].record_id for b in singles] == [f"v{i}" for i in range(len(values))]
+    assert [b.ids[0] for b in singles] == [f"v{i}" for i in range(len(values))]

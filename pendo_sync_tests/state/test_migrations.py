@@ -122,8 +122,57 @@ def test_versions_before_the_refresh_column_owe_no_refresh(world: World):
     world.sql("UPDATE pendo_sync.schema_info SET version = 6")
     store = StateStore(make_engine(world.url), "pendo_sync")
     store.ensure_schema()
-    assert world.sql("SELECT version FROM pendo_sync.schema_info") == [(7,)]
+    assert world.sql("SELECT version FROM pendo_sync.schema_info") == [(migrations.LATEST,)]
     assert world.sql("SELECT version, refresh_since FROM pendo_sync.versions") == [(first.version, None)]
     assert store.versions.owed_refresh("accounts") is None  # unknown: the next run diffs as before
     second = world.run("accounts")
     assert "refresh" not in second.slice and second.counts["sent"] == 0
+
+
+def test_a_change_log_kept_a_row_a_record_moves_behind_the_view(world: World):
+    """Version 7 kept the change log as a table, a row a record: its rows move into entries and ids and
+    read the same through the view; the next runs add to it."""
+    logged = dataclasses.replace(world.spec("accounts"), change_log_retention_days=30)
+    world.run(logged)
+    world.sql("DROP VIEW pendo_sync.change_log")
+    world.sql("DELETE FROM pendo_sync.change_log_entries")
+    world.sql(
+        "CREATE TABLE pendo_sync.change_log (sync_name VARCHAR(128) NOT NULL, run_id VARCHAR(64) NOT NULL, "
+        "version INTEGER NOT NULL, record_id VARCHAR(512) NOT NULL, operation VARCHAR(16) NOT NULL, "
+        "outcome VARCHAR(16) NOT NULL, reason VARCHAR(1024), changed_fields VARCHAR(2048), "
+        "logged_at TIMESTAMP NOT NULL)"
+    )
+    kept = [
+        ("accounts", "old", 1, "a-1", "upsert", "confirmed", None, "*", "2026-11-01 00:00:00"),
+        ("accounts", "old", 1, "a-2", "upsert", "confirmed", None, "plan", "2026-11-01 00:00:00"),
+        ("accounts", "old", 1, "a-3", "upsert", "missing", "account id not found in Pendo", None, "2026-11-01 00:00:01"),
+        ("accounts", "old", 2, "a-1", "clear", "confirmed", None, "*", "2026-11-02 00:00:00"),
+    ]  # fmt: skip
+    for row in kept:
+        world.sql(
+            "INSERT INTO pendo_sync.change_log VALUES (:s, :r, :v, :i, :o, :u, :why, :c, CAST(:t AS TIMESTAMP))",
+            **dict(zip(("s", "r", "v", "i", "o", "u", "why", "c", "t"), row, strict=True)),
+        )
+    world.sql("UPDATE pendo_sync.schema_info SET version = 7")
+    StateStore(make_engine(world.url), "pendo_sync").ensure_schema()
+
+    tables = world.sql(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'pendo_sync' "
+        "AND table_name LIKE 'change_log%' ORDER BY table_name"
+    )
+    assert tables == [
+        ("change_log", "VIEW"),
+        ("change_log_entries", "BASE TABLE"),
+    ]
+    moved = world.sql(
+        "SELECT sync_name, run_id, version, record_id, operation, outcome, reason, changed_fields, "
+        "CAST(logged_at AS VARCHAR) FROM pendo_sync.change_log ORDER BY version, record_id"
+    )
+    assert [tuple(r[:8]) + (str(r[8])[:19],) for r in moved] == kept
+    world.sql(
+        "UPDATE accounts SET plan = 'changed' WHERE account_id = (SELECT min(account_id) FROM accounts)"
+    )
+    after = world.run(logged)
+    assert world.sql("SELECT count(*) FROM pendo_sync.change_log WHERE version = :v", v=after.version) == [
+        (1,)
+    ]

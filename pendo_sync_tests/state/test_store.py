@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from pendo_sync.outcome import Reject, RunCounts
-from pendo_sync.state.ledger import BatchOutcome, changed_fields
+from pendo_sync.state.change_log import changed_fields
+from pendo_sync.state.ledger import BatchOutcome
 from pendo_sync.state.lock import SyncLocked
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
@@ -130,7 +131,7 @@ def test_the_run_writer_reconnects_once_when_the_server_dropped_its_connection(p
     store.ensure_schema()
     version = store.versions.begin("accounts", "run-1", "full", None)
     writer = store.batch_writer()
-    writer.record_batch("accounts", version, "run-1", BatchOutcome(confirmed=[("a", "h1")]))
+    writer.record_batch("accounts", version, "run-1", BatchOutcome.of([("a", "h1")]))
     database = pg_url.rsplit("/", 1)[1]
     with pg_admin.connect() as conn:
         conn.execute(
@@ -140,7 +141,7 @@ def test_the_run_writer_reconnects_once_when_the_server_dropped_its_connection(p
             ),
             {"d": database},
         )
-    writer.record_batch("accounts", version, "run-1", BatchOutcome(confirmed=[("b", "h2")]))
+    writer.record_batch("accounts", version, "run-1", BatchOutcome.of([("b", "h2")]))
     writer.close()
     assert store.ledger.rows("accounts") == {"a": "h1", "b": "h2"}
 
@@ -148,11 +149,11 @@ def test_the_run_writer_reconnects_once_when_the_server_dropped_its_connection(p
 def test_a_change_of_more_field_names_than_the_log_holds_is_logged_as_every_field(store: StateStore) -> None:
     fields = [f"a_rather_long_pendo_field_name_{n:03d}" for n in range(113)]  # 3,615 characters joined
     v1 = store.versions.begin("visitors", "r1", "full", None)
-    first = BatchOutcome(
+    first = BatchOutcome.of(
         [("a", "h1")], new_ids={"a"}, field_hashes=[",".join(["0"] * 113)], fields=fields, log=True
     )
     store.record_batch("visitors", v1, "r1", batch=first)
-    changed = BatchOutcome([("a", "h2")], field_hashes=[",".join(["1"] * 113)], fields=fields, log=True)
+    changed = BatchOutcome.of([("a", "h2")], field_hashes=[",".join(["1"] * 113)], fields=fields, log=True)
     store.record_batch("visitors", v1, "r1", batch=changed)
     with store.engine.connect() as conn:
         logged = conn.execute(
@@ -166,3 +167,36 @@ def test_fingerprints_not_kept_name_no_field_even_for_a_one_field_sync() -> None
     assert changed_fields(["plan"], "", "0badf00d") == "*"  # a ledger row from before fingerprints
     assert changed_fields(["plan"], "0badf00d", "0badf00d") == ""
     assert changed_fields(["plan", "seats"], "1,2", "1,3") == "seats"
+
+
+def test_the_change_log_shows_a_row_per_id_of_each_entry_whatever_the_ids_hold(store: StateStore) -> None:
+    """Ids are kept joined by the unit separator, an entry for each group of a batch's rows alike; an id
+    that holds the separator itself is an entry of its own, and the view shows every id whole."""
+    v1 = store.versions.begin("visitors", "r1", "full", None)
+    odd = ["plain", "with\x1fseparator", "\x1f", "tab\tand 'quote'", "ünï"]
+    batch = BatchOutcome.of(
+        [(i, "h") for i in odd],
+        new_ids=set(odd),
+        rejects=[Reject("bad\x1fone", "h", "invalid", "no"), Reject("bad2", "h", "invalid", "no")],
+        cleared=["gone"],
+        field_hashes=["1,2"] * len(odd),
+        fields=["a", "b"],
+        log=True,
+    )
+    store.record_batch("visitors", v1, "r1", batch=batch)
+    with store.engine.connect() as conn:
+        shown = conn.execute(
+            sa.text(
+                "SELECT record_id, operation, outcome, reason, changed_fields, run_id, version FROM pendo_sync.change_log"
+            )
+        ).all()
+        entries = conn.execute(sa.text("SELECT count(*) FROM pendo_sync.change_log_entries")).scalar()
+    assert sorted(tuple(r) for r in shown) == sorted(
+        [(i, "upsert", "confirmed", None, "*", "r1", v1) for i in odd]
+        + [
+            ("bad\x1fone", "upsert", "invalid", "no", None, "r1", v1),
+            ("bad2", "upsert", "invalid", "no", None, "r1", v1),
+        ]
+        + [("gone", "clear", "confirmed", None, "*", "r1", v1)]
+    )
+    assert entries == 6  # the three plain new ids share one; each id holding the separator has its own

@@ -47,7 +47,7 @@ from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.engine.run import RunOptions, SyncOutcome, run_sync
 from pendo_sync.engine.verify import verify
 from pendo_sync.pendo.emulator import Fault
-from pendo_sync.state import bulk, ledger, migrations, tables
+from pendo_sync.state import bulk, change_log, ledger, migrations, tables
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.catalog import SYSTEM_SCHEMAS, discover, discovery_statements
 from pendo_sync.warehouse.engines import WarehouseUrlError, backend_of, connection_settings, make_engine
@@ -394,7 +394,7 @@ EXPECTED_CALLERS = {
     "hashes", "flags_of", "retry_ids", "rejected_ids", "ids", "revert_plan", "revert", "clear_pendo_ids",
     "add_pendo_ids", "pendo_ids_among", "is_fresh", "discover", "describe_source", "max_replication_key",
     "count_changed", "count_not_in_pendo", "changed_rows", "deleted_ids", "vanished_rejects", "duplicates",
-    "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after", "_field_hashes", "_log",
+    "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after", "_field_hashes", "write_entries",
     "prune_change_log", "sample_ids", "seen_ids", "add", "unseen", "future_keys", "owed_refresh",
 }  # fmt: skip
 
@@ -404,7 +404,7 @@ def test_every_statement_pendo_sync_runs_is_redshift_sql(
 ) -> None:
     backend = backend_of(world.engine)
     if backend == "postgresql":  # the state store takes Redshift's branches, on the PostgreSQL server
-        for module in (tables, migrations, bulk, ledger):
+        for module in (tables, migrations, bulk, ledger, change_log):
             monkeypatch.setattr(module, "backend_of", as_redshift)
     log = StatementLog()
     log.attach(world.engine)
