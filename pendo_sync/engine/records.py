@@ -8,7 +8,8 @@ encoded with orjson. A row whose values do not fit is rejected as invalid, with 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -139,29 +140,37 @@ class RecordEncoder:
         return str(exc)
 
     def into_batches(self, rows: Sequence[ChangedRow], batcher: Batcher) -> tuple[list[Batch], list[Reject]]:
-        """Encode a chunk of changed rows into the batcher, record by record; the batches filled, and the rows
-        rejected as invalid."""
-        full: list[Batch] = []
-        invalid: list[Reject] = []
-        key, end, fingerprints, add = self._key, self._end, self.fingerprints, batcher.add
+        """Encode a chunk of changed rows into the batcher; the batches filled, and the rows rejected as
+        invalid. Rows whose values object the database wrote are formatted by one comprehension; the
+        others are coerced row by row."""
+        key, end = self._key, self._end
         plain = _plain_ids([row[ROW_ID] for row in rows])
-        whole = not self._unwritten  # the database writes every value: a record is a format
-        for row in rows:
-            record_id, written = row[ROW_ID], row[ROW_JSON]
+        if plain and not self._unwritten:
+            ready = [row for row in rows if row[ROW_JSON] is not None]
+            texts = [f'{{{key}:"{row[ROW_ID]}","values":{row[ROW_JSON]}}}' for row in ready]
+            rest: Sequence[ChangedRow] = (
+                [row for row in rows if row[ROW_JSON] is None] if len(ready) < len(rows) else ()
+            )
+        else:
+            ready, texts, rest = [], [], rows
+        invalid: list[Reject] = []
+        for row in rest:
+            record_id = row[ROW_ID]
             try:
-                if plain and whole and written is not None:
-                    text = f'{{{key}:"{record_id}","values":{written}}}'
-                else:
-                    id_json = f'"{record_id}"' if plain else self._id_json(record_id)
-                    text = self._text(id_json, written, row[ROW_VALUES:end])
+                id_json = f'"{record_id}"' if plain else self._id_json(record_id)
+                texts.append(self._text(id_json, row[ROW_JSON], row[ROW_VALUES:end]))
             except CoercionError as exc:
                 invalid.append(Reject(record_id or "(empty id)", row[ROW_HASH], "invalid", str(exc)))
                 continue
-            batch = add(
-                record_id, row[ROW_HASH], row[ROW_PREV] is None, row[end] if fingerprints else "", text
-            )
-            if batch is not None:
-                full.append(batch)
+            ready.append(row)
+        fields = list(map(itemgetter(end), ready)) if self.fingerprints else [""] * len(ready)
+        full = batcher.add(
+            list(map(itemgetter(ROW_ID), ready)),
+            list(map(itemgetter(ROW_HASH), ready)),
+            [row[ROW_PREV] is None for row in ready],
+            fields,
+            texts,
+        )
         return full, invalid
 
     def _bad_id(self, record_id: str | None) -> str:
@@ -177,13 +186,11 @@ class RecordEncoder:
         i = self._names.index(field)
         return value if value.__class__ in self._as_is[i] else self._coercers[i](value)
 
-    def clears(self, record_ids: Iterable[str], batcher: Batcher) -> list[Batch]:
+    def clears(self, record_ids: Sequence[str], batcher: Batcher) -> list[Batch]:
         """The records that clear every mapped field of deleted ids (on_delete: clear); the batches filled."""
         values = _dumps(cleared_values(self._names, self.wire)).decode()
-        full = []
-        for record_id in record_ids:
-            text = f'{{{self._key}:{_dumps(record_id).decode()},"values":{values}}}'
-            batch = batcher.add(record_id, "", False, "", text, op="clear")
-            if batch is not None:
-                full.append(batch)
-        return full
+        texts = [
+            f'{{{self._key}:{_dumps(record_id).decode()},"values":{values}}}' for record_id in record_ids
+        ]
+        n = len(texts)
+        return batcher.add(list(record_ids), [""] * n, [False] * n, [""] * n, texts, op="clear")

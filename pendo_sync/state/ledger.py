@@ -73,15 +73,17 @@ class Ledger:
         run_id: str,
         batch: BatchOutcome,
         now: dt.datetime,
+        may_have_rejects: bool = True,
     ) -> None:
         """Confirmed rows replace the ids' ledger rows and clear their rejects; rejects replace the ids'
         outstanding rejects (keeping when they were first met and counting the runs); forgotten ids leave
-        both. With `batch.log`, each row's change goes to the change log."""
+        both. With `batch.log`, each row's change goes to the change log. `may_have_rejects` False: the
+        sync has none (its run's writer knows), so none is looked for."""
         t = self.tables
         replaced = [] if all(batch.new) else list(compress(batch.ids, [not n for n in batch.new]))
         history = self._reject_history(conn, sync_name, [r.record_id for r in batch.rejects])
         previous = self._field_hashes(conn, sync_name, replaced) if batch.log else {}
-        self._delete_ids(conn, sync_name, replaced + list(batch.forgotten), batch)
+        self._delete_ids(conn, sync_name, replaced + list(batch.forgotten), batch, may_have_rejects)
         if batch.ids:
             columns: dict[str, Sequence[Any]] = {"record_id": batch.ids, "row_hash": batch.hashes}
             if batch.log:
@@ -141,11 +143,19 @@ class Ledger:
             out.update({r.record_id: r.field_hashes or "" for r in rows})
         return out
 
+    def has_rejects(self, conn: Connection, sync_name: str) -> bool:
+        return _has_rows(conn, self.tables.rejects, sync_name)
+
     def prune_change_log(self, sync_name: str, older_than: dt.datetime) -> int:
         return self.change_log.prune(sync_name, older_than)
 
     def _delete_ids(
-        self, conn: Connection, sync_name: str, ledger_ids: list[str], batch: BatchOutcome
+        self,
+        conn: Connection,
+        sync_name: str,
+        ledger_ids: list[str],
+        batch: BatchOutcome,
+        may_have_rejects: bool = True,
     ) -> None:
         """Forget `ledger_ids` in the ledger, and any outstanding reject of those and of the batch's ids."""
         ledger, rejects = self.tables.ledger, self.tables.rejects
@@ -155,7 +165,7 @@ class Ledger:
             )
         # Most batches of most runs have no reject to clear: one indexed probe spares a DELETE whose
         # 5,000-value IN list alone takes DuckDB ~30 ms to plan (and PostgreSQL ~50 ms to run).
-        if not _has_rows(conn, rejects, sync_name):
+        if not (may_have_rejects and self.has_rejects(conn, sync_name)):
             return
         new = list(compress(batch.ids, batch.new))  # confirmed, new to the ledger: not in ledger_ids
         for chunk in chunks(ledger_ids + new + [r.record_id for r in batch.rejects], ID_CHUNK):

@@ -158,7 +158,7 @@ class ChangeSetSQL:
         """A statement of `rows` as the run reads it, in ChangedRow order: id, hash, prev, retry, the values
         object, each mapped value where the database did not write it (else NULL: nothing to convert),
         and the fingerprints."""
-        inner = rows.subquery("changed")
+        inner = rows.offset(0).subquery("changed")
         values = inner.c[VALUES_COL]
         return sa.select(
             inner.c[ID_COL],

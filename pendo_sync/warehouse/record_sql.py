@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -30,9 +31,6 @@ _STRING = r'"([^"\\[:cntrl:]]|\\["\\/bfnrt])*"'
 _ITEM = f"({_STRING}|null)"
 _WS = r"[ \t\n\r]*"
 JSON_STRING_ARRAY = f"^{_WS}\\[{_WS}({_ITEM}({_WS},{_WS}{_ITEM})*)?{_WS}\\]{_WS}$"
-
-# PostgreSQL takes at most 100 arguments to a function: json_build_object gets 50 fields at a time.
-_FIELDS_PER_OBJECT = 50
 
 
 def written_fields(spec: SyncSpec, column_types: dict[str, str] | None, dialect: Dialect) -> tuple[bool, ...]:
@@ -90,20 +88,20 @@ def _raw(element: RawUnlessWritten, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(sa.case((values.is_(None), raw)), **kw))
 
 
-def _parts(element: RecordValues, dialect: Dialect) -> tuple[list[tuple[str, Any]], list[Any]]:
-    """(field name, the value as the database writes it) for each written field, and the conditions under
+def _parts(element: RecordValues, dialect: Dialect) -> tuple[list[tuple[str, Any, str]], list[Any]]:
+    """(field name, the row's value, its form) for each field the database writes, and the conditions under
     which the row's values can all be written (NULL always can: it is the wire's clear value)."""
     spec = element.spec
     written = written_fields(spec, element.column_types, dialect)
     wire = Wire(spec.time_format, spec.clear_with)
     postgres = dialect.name == "postgresql"
-    pairs, valid = [], []
+    parts, valid = [], []
     for mapping, value, write in zip(spec.fields, element.clauses, written, strict=True):
         if not write:
             continue
-        form = sql_form(
-            mapping.type, mapping.element_type, (element.column_types or {}).get(mapping.column), wire
-        )
+        column_type = (element.column_types or {}).get(mapping.column)
+        form = sql_form(mapping.type, mapping.element_type, column_type, wire)
+        assert form is not None
         if form == "double":
             if postgres:  # NaN compares above every number
                 finite = sa.and_(
@@ -114,46 +112,56 @@ def _parts(element: RecordValues, dialect: Dialect) -> tuple[list[tuple[str, Any
                 finite = sa.func.isfinite(value)
             valid.append(sa.or_(value.is_(None), finite))
         elif form == "json_list":
-            text = sa.cast(value, sa.Text()) if postgres else value
+            text = sa.cast(value, sa.Text())
             matches = (
                 text.op("~")(JSON_STRING_ARRAY)
                 if postgres
                 else sa.func.regexp_full_match(text, JSON_STRING_ARRAY)
             )
             valid.append(sa.or_(value.is_(None), matches))
-            value = sa.cast(value, sa.JSON())
-        if wire.clear_with == "empty_string":  # a NULL is "" in every type of field
-            value = sa.func.coalesce(sa.func.to_json(value), sa.cast(sa.literal('""'), sa.JSON()))
-        pairs.append((mapping.field, value))
-    return pairs, valid
+        parts.append((mapping.field, value, form))
+    return parts, valid
 
 
-def _json_object(pairs: list[tuple[str, Any]], function: str) -> Any:
-    args: list[Any] = []
-    for name, value in pairs:
-        args += [sa.literal(name), value]
-    return getattr(sa.func, function)(*args)
+def _written(element: RecordValues, compiler: Any, text: Any, valid: list[Any], **kw: Any) -> str:
+    return str(compiler.process(sa.case((sa.and_(*valid), text)) if valid else text, **kw))
 
 
 @compiles(RecordValues, "duckdb")
 def _duckdb_values(element: RecordValues, compiler: Any, **kw: Any) -> str:
-    pairs, valid = _parts(element, compiler.dialect)
-    if not pairs:
+    """json_object of the typed values: DuckDB writes each as JSON (a third faster than text joined)."""
+    parts, valid = _parts(element, compiler.dialect)
+    if not parts:
         return "NULL"
-    text = sa.cast(_json_object(pairs, "json_object"), sa.String())
-    return str(compiler.process(sa.case((sa.and_(*valid), text)) if valid else text, **kw))
+    empty = element.spec.clear_with == "empty_string"
+    args: list[Any] = []
+    for name, value, form in parts:
+        if form == "json_list":
+            value = sa.cast(value, sa.JSON())
+        if empty:  # a NULL is "" in every type of field
+            value = sa.func.coalesce(sa.func.to_json(value), sa.cast(sa.literal('""'), sa.JSON()))
+        args += [sa.literal(name), value]
+    return _written(element, compiler, sa.cast(sa.func.json_object(*args), sa.String()), valid, **kw)
+
+
+# PostgreSQL's concat takes at most 100 arguments: a wide object is joined from parts of this many.
+_CONCAT_ARGS = 90
 
 
 @compiles(RecordValues, "postgresql")
 def _postgresql_values(element: RecordValues, compiler: Any, **kw: Any) -> str:
-    pairs, valid = _parts(element, compiler.dialect)
-    if not pairs:
+    """The object as text joined by concat: each value's own text (numbers, booleans, a validated JSON
+    array as written), to_json's for strings; half the time of json_build_object, which also spaces it."""
+    parts, valid = _parts(element, compiler.dialect)
+    if not parts:
         return "NULL"
-    groups = [
-        sa.cast(_json_object(pairs[i : i + _FIELDS_PER_OBJECT], "json_build_object"), sa.Text())
-        for i in range(0, len(pairs), _FIELDS_PER_OBJECT)
-    ]
-    text: Any = groups[0]
-    for group in groups[1:]:  # {..} {..} -> {.., ..}
-        text = sa.func.left(text, -1).op("||")(", ").op("||")(sa.func.substr(group, 2))
-    return str(compiler.process(sa.case((sa.and_(*valid), text)) if valid else text, **kw))
+    clear = sa.literal('""' if element.spec.clear_with == "empty_string" else "null")
+    pieces: list[Any] = []
+    for i, (name, value, form) in enumerate(parts):
+        as_text = sa.cast(sa.func.to_json(value), sa.Text()) if form == "text" else sa.cast(value, sa.Text())
+        pieces += [sa.literal(("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":")]
+        pieces.append(sa.func.coalesce(as_text, clear))
+    pieces.append(sa.literal("}"))
+    groups = [sa.func.concat(*pieces[i : i + _CONCAT_ARGS]) for i in range(0, len(pieces), _CONCAT_ARGS)]
+    text = groups[0] if len(groups) == 1 else sa.func.concat(*groups)
+    return _written(element, compiler, text, valid, **kw)

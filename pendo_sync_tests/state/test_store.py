@@ -200,3 +200,32 @@ def test_the_change_log_shows_a_row_per_id_of_each_entry_whatever_the_ids_hold(s
         + [("gone", "clear", "confirmed", None, "*", "r1", v1)]
     )
     assert entries == 6  # the three plain new ids share one; each id holding the separator has its own
+
+
+def test_a_run_writer_clears_the_rejects_it_wrote_itself_and_writes_figures_at_most_each_second(
+    store: StateStore,
+) -> None:
+    """The writer looks for rejects to clear only where the sync may have some: none when the run began
+    (probed once), until the run writes one; a row it rejected and later confirmed leaves the rejects. The
+    version's figures are written at most once a second during the run (finish writes the last)."""
+    version = store.versions.begin("accounts", "run-1", "full", None)
+    writer = store.batch_writer()
+    writer.record_batch(
+        "accounts",
+        version,
+        "run-1",
+        BatchOutcome(rejects=[Reject("x", "h", "error", "HTTP 500")]),
+        RunCounts(errors=1),
+    )
+    assert [r["record_id"] for r in store.rejects.outstanding("accounts")] == ["x"]
+    writer.record_batch(
+        "accounts", version, "run-1", BatchOutcome.of([("x", "h")], {"x"}), RunCounts(confirmed=1)
+    )
+    writer.close()
+    assert store.rejects.outstanding("accounts") == []
+    assert store.ledger.rows("accounts") == {"x": "h"}
+    (running,) = store.versions.all("accounts")
+    assert (running.counts.errors, running.counts.confirmed) == (1, 0)  # the second batch's came too soon
+    store.versions.finish("accounts", version, "complete", None, RunCounts(errors=1, confirmed=1))
+    (done,) = store.versions.all("accounts")
+    assert (done.counts.errors, done.counts.confirmed) == (1, 1)
