@@ -269,6 +269,7 @@ class Bench:
         }
         runs = []
         for i in range(self.args.repeat):
+            emulator.reset_stats()  # the ids each write carried: a list the emulator keeps until reset
             emulator_cpu = emulator.cpu_seconds()
             run = run_worker("ceiling", args)
             run["records_per_s"] = run["records"] / run["wall_s"]

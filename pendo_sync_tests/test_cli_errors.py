@@ -256,6 +256,21 @@ def test_an_unreachable_state_database_and_a_negative_count_are_one_line(cli, mo
         assert exited.value.code == 2
 
 
+def test_a_file_that_is_not_duckdb_is_named_by_the_sync_that_read_it(cli, tmp_path: Path):
+    """A run holds its DuckDB file open from its start (engines.held_open); a file that will not open is
+    reported where the run reads it, naming the sync and DuckDB's own words, not as the CLI's catch-all."""
+    notes = tmp_path / "notes.duckdb"
+    notes.write_text("these are notes, not a database\n" * 200)
+    code, _, err = cli("--warehouse-url", f"duckdb:///{notes}", "run", "accounts")
+    assert code == 4
+    assert only_line(err) == (
+        "pendo-sync: sync 'accounts': the warehouse connection failed while reading the source's columns (IO "
+        f'Error: The file "{notes}" exists, but it is not a valid DuckDB database file!); check that the '
+        "database is up and reachable, then run again: nothing unconfirmed was recorded"
+    )
+    assert notes.read_text().startswith("these are notes")
+
+
 def test_a_pendo_that_never_answers_a_read_is_named_within_the_read_timeout(cli, monkeypatch):
     """check read the field schema with the write calls' timeout (300 s): five silent minutes."""
     import pendo_sync.pendo.client as client_module

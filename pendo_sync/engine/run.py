@@ -35,6 +35,7 @@ from pendo_sync.outcome import Reject, RunCounts, final_status
 from pendo_sync.pendo.client import PendoClient, PendoError
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.tables import utcnow
+from pendo_sync.warehouse.engines import held_open
 from pendo_sync.warehouse.errors import database_failure
 from pendo_sync.warehouse.hashes import mapping_digest
 
@@ -82,7 +83,7 @@ def run_sync(
     Raises a PendoSyncError (one line for a person) when the run cannot start (preflight, Pendo or the
     warehouse unreachable) or stops on an error, after recording the failed version."""
     options = options or RunOptions()
-    with fewer_collections():
+    with fewer_collections(), held_open(warehouse), held_open(state.engine):
         return asyncio.run(_run(spec, warehouse, state, client_factory, settings, options, source))
 
 

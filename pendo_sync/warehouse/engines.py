@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,19 @@ def make_engine(url: str, password: str | None = None, for_sensor: bool = False)
     engine = sa.create_engine(settings.url, pool_pre_ping=True, connect_args=settings.connect_args)
     settings.attach(engine)
     return engine
+
+
+@contextlib.contextmanager
+def held_open(engine: Engine) -> Iterator[None]:
+    """DuckDB: the file held open for the block (one idle connection, no transaction), so that every other
+    connection of the block shares the open database instead of opening the file again: a run opens some
+    twenty, at 20 ms each, a third of an incremental run with nothing to send. A no-op elsewhere. A file
+    that will not open is not held: the run meets the same error where it connects, and says it in words."""
+    with contextlib.ExitStack() as stack:
+        if backend_of(engine) == "duckdb":
+            with contextlib.suppress(sa.exc.DBAPIError):
+                stack.enter_context(engine.connect())
+        yield
 
 
 def _duckdb_connect_in_turn(for_sensor: bool) -> Callable[..., Any]:
