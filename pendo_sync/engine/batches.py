@@ -20,19 +20,19 @@ class Batch:
     record starts in the body (the last: the body's length), so a batch halves on 408 without encoding
     anything again. `op` is what every record asks of Pendo: upsert, or clear (deleted ids)."""
 
-    __slots__ = ("ids", "hashes", "new", "fields", "body", "bounds", "op")
+    __slots__ = ("ids", "hashes", "new", "fingerprints", "body", "bounds", "op")
 
     def __init__(
         self,
         ids: list[str],
         hashes: list[str],
         new: list[bool],
-        fields: list[str],
+        fingerprints: list[str],
         body: bytes,
         bounds: array[int],
         op: str = "upsert",
     ) -> None:
-        self.ids, self.hashes, self.new, self.fields = ids, hashes, new, fields
+        self.ids, self.hashes, self.new, self.fingerprints = ids, hashes, new, fingerprints
         self.body, self.bounds, self.op = body, bounds, op
 
     @classmethod
@@ -54,12 +54,12 @@ class Batch:
         mid = len(self.ids) // 2
         cut = self.bounds[mid]  # record mid starts here; the comma before it is at cut - 1
         first = Batch(
-            self.ids[:mid], self.hashes[:mid], self.new[:mid], self.fields[:mid],
+            self.ids[:mid], self.hashes[:mid], self.new[:mid], self.fingerprints[:mid],
             b"[" + self.body[1 : cut - 1] + b"]", self.bounds[: mid + 1], self.op,
         )  # fmt: skip
         shifted = array("q", (b - cut + 1 for b in self.bounds[mid:]))
         second = Batch(
-            self.ids[mid:], self.hashes[mid:], self.new[mid:], self.fields[mid:],
+            self.ids[mid:], self.hashes[mid:], self.new[mid:], self.fingerprints[mid:],
             b"[" + self.body[cut:-1] + b"]", shifted, self.op,
         )  # fmt: skip
         return first, second
@@ -73,7 +73,7 @@ class BatchResult:
     ids: list[str] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     new: list[bool] = field(default_factory=list)
-    fields: list[str] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
     cleared: list[str] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     sent: int = 0
@@ -87,12 +87,12 @@ class BatchResult:
             self.ids += batch.ids
             self.hashes += batch.hashes
             self.new += batch.new
-            self.fields += batch.fields
+            self.fingerprints += batch.fingerprints
         else:
             self.ids.append(batch.ids[i])
             self.hashes.append(batch.hashes[i])
             self.new.append(batch.new[i])
-            self.fields.append(batch.fields[i])
+            self.fingerprints.append(batch.fingerprints[i])
 
     def reject(self, batch: Batch, i: int, kind: str, reason: str) -> None:
         if batch.op == "clear" and kind == "missing":
@@ -119,7 +119,7 @@ class Batcher:
         self._ids: list[str] = []
         self._hashes: list[str] = []
         self._new: list[bool] = []
-        self._fields: list[str] = []
+        self._fingerprints: list[str] = []
         self._texts: list[str] = []
         self._limit = self._max_records()  # read once a batch: the sizer moves between batches
         self._bounds = array("q", [1])  # where each record starts; the last: the body's length once closed
@@ -129,7 +129,7 @@ class Batcher:
         ids: Sequence[str],
         hashes: Sequence[str],
         new: Sequence[bool],
-        fields: Sequence[str],
+        fingerprints: Sequence[str],
         texts: Sequence[str],
         op: str = "upsert",
     ) -> list[Batch]:
@@ -156,7 +156,7 @@ class Batcher:
             self._ids += ids[start:stop]
             self._hashes += hashes[start:stop]
             self._new += new[start:stop]
-            self._fields += fields[start:stop]
+            self._fingerprints += fingerprints[start:stop]
             self._texts += texts[start:stop]
             self._bounds.extend(ends[1 : take + 1])
             start = stop
@@ -168,7 +168,7 @@ class Batcher:
 
     def _close(self) -> Batch:
         body = ("[" + ",".join(self._texts) + "]").encode()
-        batch = Batch(self._ids, self._hashes, self._new, self._fields, body, self._bounds, self._op)
+        batch = Batch(self._ids, self._hashes, self._new, self._fingerprints, body, self._bounds, self._op)
         self._start(self._op)
         return batch
 

@@ -36,7 +36,7 @@ from pendo_sync.warehouse.diff import (
     spooled_rows,
 )
 from pendo_sync.warehouse.engines import backend_of
-from pendo_sync.warehouse.record_sql import written_fields
+from pendo_sync.warehouse.record_sql import written_by
 from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows, stream_tuples
 
 # DuckDB runs a sync's joins in the sync's own process, within its memory_limit (64 MB by default), and its
@@ -100,10 +100,10 @@ class ChangeSet:
         )
         self.reader: _Reader = _JoinInWarehouse(self) if self.ledger_in_warehouse else _Streamed(self)
 
-    @property
+    @cached_property
     def written(self) -> tuple[bool, ...]:
         """Which mapped values the database writes into each record itself (warehouse/record_sql.py)."""
-        return written_fields(self.spec, self.column_types, self.warehouse.dialect)
+        return written_by(self.warehouse, self.spec, self.column_types)
 
     @property
     def ledger_in_warehouse(self) -> bool:

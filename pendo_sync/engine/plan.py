@@ -142,6 +142,7 @@ def _before_the_future(
     ceiling = key_ceiling(target)
     far = future_keys(warehouse, spec, dataclasses.replace(window, upper=None), ceiling)
     before = far.newest_before
+    previous = align_cursor(previous, None, like=before)  # kept before the key's type changed, perhaps
     if previous is not None and (before is None or previous > before):
         before = previous
     rows = "1 row" if far.rows == 1 else f"{far.rows:,} rows"

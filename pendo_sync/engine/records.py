@@ -163,12 +163,12 @@ class RecordEncoder:
                 invalid.append(Reject(record_id or "(empty id)", row[ROW_HASH], "invalid", str(exc)))
                 continue
             ready.append(row)
-        fields = list(map(itemgetter(end), ready)) if self.fingerprints else [""] * len(ready)
+        fingerprints = list(map(itemgetter(end), ready)) if self.fingerprints else [""] * len(ready)
         full = batcher.add(
             list(map(itemgetter(ROW_ID), ready)),
             list(map(itemgetter(ROW_HASH), ready)),
             [row[ROW_PREV] is None for row in ready],
-            fields,
+            fingerprints,
             texts,
         )
         return full, invalid

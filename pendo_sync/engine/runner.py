@@ -261,7 +261,7 @@ class Runner:
                 rejects=result.rejects,
                 forgotten=result.cleared,
                 cleared=result.cleared,
-                field_hashes=result.fields if self.log else (),
+                field_hashes=result.fingerprints if self.log else (),
                 fields=[m.field for m in self.spec.fields],
                 log=self.log,
             )

@@ -9,8 +9,8 @@ it, as it always did. A row the database cannot write whole (a NaN, text that is
 strings) has no values object: its values come as they are, and the coercer rejects it with the reason.
 
 The decision is made where the statement is compiled, for the database it is compiled for, by
-`written_fields`; the record encoder (engine/records.py) asks the same function which values it receives
-as they are.
+`written_fields`; the record encoder (engine/records.py) asks the same function, through `written_by`,
+which values it receives as they are.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.compiler import compiles
 
 from pendo_sync.config import SyncSpec
@@ -43,6 +43,16 @@ def written_fields(spec: SyncSpec, column_types: dict[str, str] | None, dialect:
         exact_epoch = (dialect.server_version_info or (0,)) >= (14,)
         return tuple(form is not None and (form != "epoch_ms" or exact_epoch) for form in forms)
     return tuple(False for _ in forms)
+
+
+def written_by(engine: Engine, spec: SyncSpec, column_types: dict[str, str] | None) -> tuple[bool, ...]:
+    """`written_fields` for an engine, once it knows its server's version (PostgreSQL's decides epoch
+    milliseconds, and an engine learns it when it first connects): the encoder and the statement compiled
+    later must make the same decision, or a record carries a field twice."""
+    if engine.dialect.name == "postgresql" and engine.dialect.server_version_info is None:
+        with engine.connect():
+            pass
+    return written_fields(spec, column_types, engine.dialect)
 
 
 class RecordValues(sa.sql.functions.FunctionElement[str]):

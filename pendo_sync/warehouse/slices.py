@@ -347,6 +347,9 @@ def days_with_rows_after(engine: Engine, spec: SyncSpec, after: Any) -> tuple[li
             return [], after
         days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
     if past_ceiling(newest):  # a placeholder far ahead would hold the sensor past every row to come
-        before = future_keys(engine, spec, Slice("full"), key_ceiling(newest)).newest_before
-        newest = after if before is None or (after is not None and before <= after) else before
+        # The newest key past `after` and before the ceiling, compared by the database: `after` may have
+        # been kept before the key's type changed (naive, the key now zoned).
+        newer_rows = Slice("incremental", lower=after, null_keys=False)
+        before = future_keys(engine, spec, newer_rows, key_ceiling(newest)).newest_before
+        newest = after if before is None else before
     return sorted(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in days), newest

@@ -69,6 +69,36 @@ def test_the_new_rows_sensors_cursor_stops_before_far_future_keys(world: World):
     assert after == newest + dt.timedelta(hours=1)  # a row past the old cursor is still seen
 
 
+def test_a_far_key_after_the_keys_type_gained_a_zone_is_compared_with_the_cursor_in_that_type(world: World):
+    """The key went from timestamp to timestamptz after the cursor was kept (naive), then a far row came:
+    the run and the sensor compared the naive cursor with the zoned key and died with a TypeError."""
+    first = world.run("accounts", mode="incremental")
+    world.sql("ALTER TABLE accounts ALTER updated_at TYPE TIMESTAMPTZ")
+    far, later = present_accounts(world, 2)
+    world.sql(
+        "UPDATE accounts SET plan = 'far', updated_at = :t WHERE account_id = :a",
+        t=dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
+        a=far,
+    )
+    world.emulator.reset_stats()
+    second = world.run("accounts", mode="incremental")
+    assert second.status == "complete"
+    assert world.emulator.received_ids == [far]
+    assert second.cursor == first.cursor.replace(tzinfo=dt.UTC)  # nothing newer before the far row
+    assert "the latest 9999-12-31 00:00:00+00:00" in second.note
+    days, newest = days_with_rows_after(world.engine, world.spec("accounts"), first.cursor)
+    assert days == [dt.date(9999, 12, 31)] and newest == first.cursor  # the sensor's cursor stays
+    world.sql(
+        "UPDATE accounts SET plan = 'later', updated_at = :t WHERE account_id = :a",
+        t=dt.datetime.now(dt.UTC),
+        a=later,
+    )
+    world.emulator.reset_stats()
+    third = world.run("accounts", mode="incremental")
+    assert world.emulator.received_ids == [later]
+    assert third.cursor > second.cursor
+
+
 def test_a_cursor_an_earlier_release_left_in_the_future_is_read_past(world: World):
     """A cursor of 9999-12-31 (what runs before this fix kept) would skip every row: the next incremental
     run diffs the whole table instead, and sends what changed meanwhile."""

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.engine import changeset, records
 from pendo_sync.warehouse import record_sql
-from pendo_sync.warehouse.engines import backend_of
+from pendo_sync.warehouse.engines import backend_of, make_engine
+from pendo_sync.warehouse.slices import Slice
 from pendo_sync_tests.world import World
 
 TEXTS = [
@@ -115,8 +116,7 @@ def python_only(monkeypatch: pytest.MonkeyPatch) -> None:
     def nothing_written(spec: SyncSpec, *_: Any) -> tuple[bool, ...]:
         return tuple(False for _ in spec.fields)
 
-    monkeypatch.setattr(record_sql, "written_fields", nothing_written)
-    monkeypatch.setattr(changeset, "written_fields", nothing_written)
+    monkeypatch.setattr(record_sql, "written_fields", nothing_written)  # the statement's and the encoder's
 
 
 def outcome(world: World, spec: SyncSpec) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
@@ -180,3 +180,24 @@ def test_the_database_writes_what_python_would_send(world: World, monkeypatch: p
                 assert same_number(got[name], value, exact), (record_id, name, got[name], value)
             else:
                 assert got[name] == value, (record_id, name)
+
+
+def test_which_values_the_database_writes_is_decided_once_for_the_encoder_and_the_statement(pg_world: World):
+    """Whether PostgreSQL writes epoch milliseconds depends on its version, which an engine knows only
+    once it has connected. A change set made on an engine that had not connected told the encoder
+    "not written" while the statement, compiled later, wrote it: the record carried the field twice, the
+    second time as a clear."""
+    create(pg_world)
+    types = {c: t for c, t in pg_world.sql(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'oddities'"
+    )}  # fmt: skip
+    pg_world.store.ensure_schema()
+    fresh = make_engine(pg_world.url)  # has not connected: its server version is unknown
+    changes = changeset.ChangeSet(
+        SPEC, fresh, pg_world.store, Slice("full"), column_types=types, unique_ids=True
+    )
+    encoder_view = changes.written  # what the record encoder is told, as the Runner is made
+    with fresh.connect():  # the statement is compiled for a connected engine
+        pass
+    assert encoder_view == record_sql.written_fields(SPEC, types, fresh.dialect) == (True,) * 7 + (False,)
+    fresh.dispose()
