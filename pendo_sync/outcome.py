@@ -7,6 +7,7 @@ here, so a new figure is one field here plus a migration (state/migrations.py).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
@@ -19,6 +20,29 @@ REJECT_KINDS = {
     "duplicate": "more than one source row carries the id; none of them was sent",
     "drift": "pendo-sync verify found Pendo holding another value than the source's; the next run resends it",
 }
+
+
+# The longest id Pendo and the state tables' record_id take.
+MAX_ID_LENGTH = 512
+# An id longer than that is kept (rejected) as its first SHORT_ID_PREFIX characters, SHORT_ID_MARK and the
+# md5 of the whole: the same in every run; warehouse/slices.py short_id_text says it in SQL.
+SHORT_ID_PREFIX, SHORT_ID_MARK = 400, "..."
+
+
+def reject_id(record_id: str | None) -> str:
+    """The id an invalid row's reject is kept under: the id itself; "(empty id)" for none; the short form
+    of an id too long to keep."""
+    if not record_id:
+        return "(empty id)"
+    if len(record_id) <= MAX_ID_LENGTH:
+        return record_id
+    digest = hashlib.md5(record_id.encode(errors="surrogatepass")).hexdigest()
+    return f"{record_id[:SHORT_ID_PREFIX]}{SHORT_ID_MARK}{digest}"
+
+
+def is_short_id(record_id: str) -> bool:
+    """Whether a kept id may be the short form of a longer one."""
+    return len(record_id) == SHORT_ID_PREFIX + len(SHORT_ID_MARK) + 32 and SHORT_ID_MARK in record_id
 
 
 class Reject(NamedTuple):

@@ -147,6 +147,26 @@ def test_verify_finds_exactly_what_pendo_changed_and_repair_resends_exactly_that
 
 
 @pytest.mark.parametrize("how", [["--all"], ["--sample", "1000"]])
+def test_verify_compares_integers_and_times_exactly(duckdb_world: World, cli, how):
+    """Every number was compared within a relative 1e-9: a time 1.5 s off (epoch milliseconds near 1.7e12)
+    and an integer off by a few thousand near 9.2e18 were reported the same as the source."""
+    world = duckdb_world
+    assert cli("run", "accounts", "--mode", "full")[0] == 0
+    first, second = sorted(i for i, v in world.emulator.records("account").items() if v)[:2]
+    renewal = world.emulator.values_of("account", first)["renewal_date"]
+    world.emulator.alter("account", first, {"renewal_date": renewal + 1500})
+    world.sql("ALTER TABLE accounts ALTER seats TYPE BIGINT")
+    world.sql("UPDATE accounts SET seats = 9223372036854775807 WHERE account_id = :a", a=second)
+    assert cli("run", "accounts", "--mode", "full")[0] == 0
+    world.emulator.alter("account", second, {"seats": 9223372036854770000})
+    code, out, _ = cli("verify", "accounts", *how)
+    assert code == 3
+    lines = out.splitlines()
+    assert lines[0].endswith("confirmed ids compared with Pendo, 2 differ"), out
+    assert sorted(line.split(":")[0].strip() for line in lines[1:3]) == [first, second]
+
+
+@pytest.mark.parametrize("how", [["--all"], ["--sample", "1000"]])
 def test_verify_finds_the_records_pendo_lost_and_repair_resends_them(duckdb_world: World, cli, how):
     world = duckdb_world
     assert cli("run", "accounts", "--mode", "full")[0] == 0

@@ -120,6 +120,8 @@ def plan(spec: SyncSpec, warehouse: Engine, state: StateStore, options: RunOptio
     note = ""
     if target is not None and past_ceiling(target) and window.mode != "backfill":
         target, note = _before_the_future(spec, warehouse, window, target, None if frozen else previous)
+        # No upper bound: a key past what Python holds ('infinity', the year 10000) lies past any bound.
+        window = dataclasses.replace(window, upper=None)
     return SourceSlice(
         spec.name,
         options.mode,
@@ -208,10 +210,10 @@ def plan_window(
     previous = align_cursor(previous, kind)
     if options.mode == "incremental" and previous is not None and not options.full_refresh:
         lower = lookback_lower(previous, spec.lookback_seconds)
-        upper = max_replication_key(warehouse, spec, Slice("incremental", lower, None))
+        upper = max_replication_key(warehouse, spec, Slice("incremental", lower, None), kind)
         return Slice("incremental", lower, upper), max(upper, previous) if upper is not None else previous
     # A full run, or the first incremental run: every row, bounded above so the cursor is well defined.
-    newest = max_replication_key(warehouse, spec, Slice("full")) if spec.replication_key else None
+    newest = max_replication_key(warehouse, spec, Slice("full"), kind) if spec.replication_key else None
     target = newest if newest is not None else previous
     if spec.replication_key and options.mode == "incremental":
         return Slice("incremental", None, newest), target

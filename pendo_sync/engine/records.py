@@ -17,11 +17,9 @@ import orjson
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.batches import Batch, Batcher
 from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ROW_JSON, ROW_PREV, ROW_VALUES, ChangedRow
-from pendo_sync.outcome import Reject
+from pendo_sync.outcome import MAX_ID_LENGTH, Reject, reject_id
 from pendo_sync.pendo.types import CoercionError, Wire, cleared_values, coercer_for, passes_as_is, show_value
 
-# The ledger's record_id column (state/tables.py).
-MAX_ID_LENGTH = 512
 # What a JSON string cannot hold as it is.
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 
@@ -160,7 +158,7 @@ class RecordEncoder:
                 id_json = f'"{record_id}"' if plain else self._id_json(record_id)
                 texts.append(self._text(id_json, row[ROW_JSON], row[ROW_VALUES:end]))
             except CoercionError as exc:
-                invalid.append(Reject(record_id or "(empty id)", row[ROW_HASH], "invalid", str(exc)))
+                invalid.append(Reject(reject_id(record_id), row[ROW_HASH], "invalid", str(exc)))
                 continue
             ready.append(row)
         fingerprints = list(map(itemgetter(end), ready)) if self.fingerprints else [""] * len(ready)

@@ -27,7 +27,7 @@ from pendo_sync.engine.batches import Batch, Batcher, BatchResult
 from pendo_sync.engine.changeset import ROW_RETRY, ChangeSet
 from pendo_sync.engine.delivery import Delivery
 from pendo_sync.engine.records import RecordEncoder
-from pendo_sync.outcome import Reject, RunCounts
+from pendo_sync.outcome import Reject, RunCounts, reject_id
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.state.ledger import BatchOutcome
 from pendo_sync.state.store import StateStore
@@ -135,7 +135,7 @@ class Runner:
         for duplicated in self.changes.duplicates(self.settings.chunk_rows):
             produced += len(duplicated)
             rejects = [
-                Reject(record_id, "", "duplicate", self._duplicate(record_id, n))
+                Reject(reject_id(record_id), "", "duplicate", self._duplicate(record_id, n))
                 for record_id, n in duplicated
             ]
             self._put(("read", (len(duplicated), 0, rejects)))

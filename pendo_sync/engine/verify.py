@@ -166,11 +166,14 @@ class _Comparer:
 def _same(expected: Any, actual: Any, clear: Any) -> bool:
     if expected in (None, clear) and actual in (None, clear, ""):
         return True
-    if (
+    numbers = (
         isinstance(expected, float | int)
         and isinstance(actual, float | int)
         and not isinstance(expected, bool)
-    ):
+        and not isinstance(actual, bool)
+    )
+    if numbers and (isinstance(expected, float) or isinstance(actual, float)):
+        # a float may come back rounded; integers and times (epoch milliseconds) must be the same
         return math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-9)
     return bool(expected == actual)
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
+from pendo_sync.outcome import SHORT_ID_MARK, is_short_id
 from pendo_sync.pendo.types import Wire
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.hashes import field_fingerprints, row_hash
@@ -32,6 +33,7 @@ from pendo_sync.warehouse.slices import (
     fetcher,
     id_text,
     sent_value,
+    short_id_text,
     slice_predicate,
     source_relation,
 )
@@ -236,14 +238,24 @@ class ChangeSetSQL:
                     ledger.c.sync_name == state.sync_name, ledger.c.record_id == rejects.c.record_id
                 ),
                 ~sa.exists().where(id_text(rel, self.spec) == rejects.c.record_id),
+                sa.or_(  # an id too long to keep was rejected in its short form
+                    ~rejects.c.record_id.contains(SHORT_ID_MARK, autoescape=True),
+                    ~sa.exists().where(short_id_text(rel, self.spec) == rejects.c.record_id),
+                ),
             )
         )
 
     def present_ids(self, ids: Sequence[str]) -> sa.Select[Any]:
-        """Which of these ids the source has (the delete check of a separate state database)."""
+        """Which of these ids the source has (the delete check of a separate state database), the short
+        forms of ids too long to keep included."""
         rel = source_relation(self.spec)
         source_id = id_text(rel, self.spec)
-        return sa.select(source_id).where(source_id.in_(list(ids)))
+        present = sa.select(source_id).where(source_id.in_(list(ids)))
+        short = [i for i in ids if is_short_id(i)]
+        if not short:
+            return present
+        short_id = short_id_text(rel, self.spec)
+        return sa.union_all(present, sa.select(short_id).where(short_id.in_(short)))  # type: ignore[return-value]
 
     # -- duplicates --------------------------------------------------------------------------------------
     def duplicate_ids(self) -> sa.Select[str, int]:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.errors import UsageError
+from pendo_sync.outcome import MAX_ID_LENGTH, SHORT_ID_MARK, SHORT_ID_PREFIX
 from pendo_sync.pendo.types import Wire, coercer_for, database_conversion
 
 # Text of any length, for ids and hashed values: unbounded TEXT on PostgreSQL and DuckDB (a CAST to
@@ -49,7 +50,10 @@ class Slice:
             return "all rows"
         if self.mode == "incremental":
             if self.lower is None:
-                return f"replication key up to {self.upper} ({self.why_whole})"
+                bound = "any" if self.upper is None else f"up to {self.upper}"
+                return f"replication key {bound} ({self.why_whole})"
+            if self.upper is None:
+                return f"replication key after {self.lower}"
             return f"replication key in ({self.lower}, {self.upper}]"
         return f"replication key in [{self.lower}, {self.upper})"
 
@@ -94,6 +98,15 @@ def probe_columns(spec: SyncSpec) -> sa.Select[Any]:
 def id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
     """The id as text: the ledger keys on text so integer and string ids behave alike."""
     return sa.cast(relation.c[spec.id_column], TEXT)
+
+
+def short_id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
+    """The id as its reject is kept (outcome.reject_id): an id too long to keep in its short form."""
+    source_id = id_text(relation, spec)
+    short = (
+        sa.func.substr(source_id, 1, SHORT_ID_PREFIX).op("||")(SHORT_ID_MARK).op("||")(sa.func.md5(source_id))
+    )
+    return sa.case((sa.func.length(source_id) > MAX_ID_LENGTH, short), else_=source_id)
 
 
 class EpochMillis(sa.sql.functions.FunctionElement[Any]):
@@ -184,8 +197,9 @@ def slice_predicate(relation: sa.FromClause, spec: SyncSpec, window: Slice) -> s
     return sa.and_(*clauses) if clauses else None
 
 
-def max_replication_key(engine: Engine, spec: SyncSpec, window: Slice) -> Any:
-    """Newest replication-key value in the slice (the cursor a complete run may move to)."""
+def max_replication_key(engine: Engine, spec: SyncSpec, window: Slice, kind: str | None = None) -> Any:
+    """Newest replication-key value in the slice (the cursor a complete run may move to). A time Python
+    cannot hold (past year 9999: psycopg2 cannot read it, DuckDB gives text) is `beyond(kind)`."""
     assert spec.replication_key
     rel = source_relation(spec)
     stmt = sa.select(sa.func.max(rel.c[spec.replication_key]))
@@ -193,7 +207,23 @@ def max_replication_key(engine: Engine, spec: SyncSpec, window: Slice) -> Any:
     if predicate is not None:
         stmt = stmt.where(predicate)
     with engine.connect() as conn:
-        return conn.execute(stmt).scalar()
+        try:
+            newest = conn.execute(stmt).scalar()
+        except ValueError:  # psycopg2: "year 10000 is out of range"
+            return beyond(kind)
+    if isinstance(newest, str) and kind in TIME_KINDS:
+        return beyond(kind)
+    return newest
+
+
+TIME_KINDS = ("timestamp", "timestamptz", "date")
+
+
+def beyond(kind: str | None) -> Any:
+    """The latest time Python holds, of the key's kind: a key past it is past every ceiling."""
+    if kind == "date":
+        return dt.date.max
+    return dt.datetime.max.replace(tzinfo=dt.UTC) if kind == "timestamptz" else dt.datetime.max
 
 
 # A time key more than this past now is a placeholder (9999-12-31), not a time: keys in local time run at
@@ -235,9 +265,11 @@ def future_keys(engine: Engine, spec: SyncSpec, window: Slice, ceiling: Any) -> 
     bound: sa.BindParameter[Any] = sa.bindparam("ceiling", ceiling)
     with engine.connect() as conn:
         newest = conn.execute(sa.select(sa.func.max(key)).where(*where, key <= bound)).scalar()
-        rows, latest = conn.execute(
-            sa.select(sa.func.count(), sa.func.max(key)).where(*where, key > bound)
-        ).one()
+        rows = conn.execute(sa.select(sa.func.count()).where(*where, key > bound)).scalar()
+        try:
+            latest = conn.execute(sa.select(sa.func.max(key)).where(*where, key > bound)).scalar()
+        except ValueError:  # psycopg2 cannot read a time past year 9999
+            latest = "a time past the year 9999"
     return FutureKeys(newest, int(rows or 0), latest)
 
 
@@ -342,14 +374,34 @@ def days_with_rows_after(engine: Engine, spec: SyncSpec, after: Any) -> tuple[li
     key = rel.c[spec.replication_key]
     newer = sa.true() if after is None else key > sa.bindparam("after", after)
     with engine.connect() as conn:
-        newest = conn.execute(sa.select(sa.func.max(key)).where(newer)).scalar()
+        try:
+            newest = conn.execute(sa.select(sa.func.max(key)).where(newer)).scalar()
+        except ValueError:  # psycopg2 cannot read a time past year 9999
+            newest = beyond(None)
         if newest is None:
             return [], after
-        days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
+        if isinstance(newest, str) and isinstance(after, dt.datetime | dt.date):  # DuckDB: past year 9999
+            newest = beyond(None)
+        try:
+            days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
+        except ValueError:  # the days Python can hold: no partition is past year 9999
+            held: sa.BindParameter[dt.date] = sa.bindparam("held", dt.date(9999, 12, 31))
+            query = sa.select(sa.cast(key, sa.Date)).where(newer, sa.cast(key, sa.Date) <= held).distinct()
+            days = conn.execute(query).scalars().all()
     if past_ceiling(newest):  # a placeholder far ahead would hold the sensor past every row to come
         # The newest key past `after` and before the ceiling, compared by the database: `after` may have
         # been kept before the key's type changed (naive, the key now zoned).
         newer_rows = Slice("incremental", lower=after, null_keys=False)
         before = future_keys(engine, spec, newer_rows, key_ceiling(newest)).newest_before
         newest = after if before is None else before
-    return sorted(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in days), newest
+    return sorted(day for day in map(_as_date, days) if day is not None), newest
+
+
+def _as_date(value: Any) -> dt.date | None:
+    """A day as the database gave it (DuckDB: text past year 9999, which no partition holds: None)."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        return None

@@ -128,3 +128,48 @@ def test_the_ceiling_of_each_kind_of_key():
     assert key_ceiling(now.date()) == now.date() + dt.timedelta(days=1)
     assert key_ceiling(99999999999) is None  # an integer key has no clock: never capped
     assert past_ceiling(dt.date(9999, 12, 31)) and not past_ceiling(now.date())
+
+
+def test_keys_no_datetime_holds_are_read_by_every_incremental_run(world: World):
+    """'infinity' (the driver's datetime.max was the window's upper bound, and infinity lies past it) and a
+    year past 9999 (PostgreSQL's driver cannot read it: the run failed; DuckDB's gives text: the cursor
+    became that text and no later row was read) are far-future keys like 9999-12-31."""
+    world.run("accounts", mode="incremental")
+    endless, far, later = present_accounts(world, 3)
+    world.sql(
+        "UPDATE accounts SET plan = 'endless', updated_at = 'infinity' WHERE account_id = :a", a=endless
+    )
+    world.sql("UPDATE accounts SET plan = 'far', updated_at = '10000-01-01' WHERE account_id = :a", a=far)
+    world.emulator.reset_stats()
+    second = world.run("accounts", mode="incremental")
+    assert second.status == "complete"
+    assert sorted(world.emulator.received_ids) == sorted([endless, far])
+    ceiling = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
+    assert isinstance(second.cursor, dt.datetime) and second.cursor < ceiling
+    assert "2 rows of accounts have updated_at later than a day from now" in second.note
+
+    world.sql("UPDATE accounts SET plan = 'endless 2' WHERE account_id = :a", a=endless)
+    world.sql("UPDATE accounts SET plan = 'far 2' WHERE account_id = :a", a=far)
+    world.sql(
+        "UPDATE accounts SET plan = 'later', updated_at = :t WHERE account_id = :a",
+        t=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        a=later,
+    )
+    world.emulator.reset_stats()
+    third = world.run("accounts", mode="incremental")
+    assert sorted(world.emulator.received_ids) == sorted([endless, far, later])
+    assert world.emulator.values_of("account", far)["plan"] == "far 2"
+    assert third.cursor > second.cursor and third.cursor < ceiling
+    days, newest = days_with_rows_after(world.engine, world.spec("accounts"), second.cursor)
+    assert newest == third.cursor
+
+    world.sql(  # only the year 10000 left far: the newest key is one psycopg2 cannot read
+        "UPDATE accounts SET updated_at = :t WHERE account_id = :a",
+        t=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        a=endless,
+    )
+    fourth = world.run("accounts", mode="incremental")
+    assert fourth.status == "complete" and fourth.cursor < ceiling
+    assert "1 row of accounts has updated_at later than a day from now" in fourth.note
+    days, newest = days_with_rows_after(world.engine, world.spec("accounts"), third.cursor)
+    assert newest == fourth.cursor and dt.datetime.now(dt.UTC).date() in days

@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
+from pendo_sync.config import FieldMapping, SyncSpec
+from pendo_sync.errors import SyncFailed
 from pendo_sync.pendo.emulator import Fault
+from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.engines import make_engine
 from pendo_sync_tests.world import ACCOUNTS, TEST_DELIVERY, World, write_config
 
 FAILING = replace(TEST_DELIVERY, max_attempts=2)
@@ -76,3 +82,63 @@ def test_run_exits_zero_three_or_four_as_the_run_went(cli, duckdb_world: World, 
         "errors, the first: gave up after 1 attempts: HTTP 503: injected fault: HTTP 503); every row is "
         "retried by the next run"
     )
+
+
+def test_an_id_too_long_for_pendo_is_rejected_and_every_other_row_lands(world: World):
+    long_id_case(world)
+
+
+def test_an_id_too_long_is_kept_rejected_with_a_separate_state_database(duckdb_world: World, pg_url: str):
+    duckdb_world.store = StateStore(make_engine(pg_url), "pendo_sync")
+    long_id_case(duckdb_world)
+
+
+def long_id_case(world: World) -> None:
+    """An id over 512 characters was rejected as invalid, then the reject itself did not fit the state's
+    record_id (PostgreSQL: StringDataRightTruncation), so every run failed and no row ever landed. The
+    reject now keeps a shortened id that stays the same from run to run; its reason gives the length."""
+    world.sql("CREATE TABLE long_ids (id VARCHAR(1000) PRIMARY KEY, plan VARCHAR(16))")
+    long_id = "z" * 600
+    world.sql("INSERT INTO long_ids VALUES ('q1', 'ok'), ('q2', 'ok'), (:id, 'long')", id=long_id)
+    world.emulator.add_field("visitor", "custom", "plan", "string")
+    world.emulator.add_ids("visitor", ["q1", "q2"])
+    spec = SyncSpec(
+        name="long_ids", kind="visitor", group="custom", id_column="id", table="long_ids",
+        fields=(FieldMapping("plan", "plan", "string"),),
+    )  # fmt: skip
+    first = world.run(spec)
+    assert first.status == "with_rejects"
+    assert (first.counts["sent"], first.counts["confirmed"], first.counts["invalid"]) == (2, 2, 1)
+    assert world.emulator.values_of("visitor", "q2")["plan"] == "ok"
+    (reject,) = world.store.rejects.outstanding("long_ids")
+    assert reject["kind"] == "invalid"
+    assert reject["reason"] == (
+        "id column 'id' holds 600 characters; Pendo ids (and the ledger) take at most 512"
+    )
+    assert len(reject["record_id"]) <= 512 and reject["record_id"].startswith("z" * 400)
+    second = world.run(spec, mode="full")
+    assert (second.counts["sent"], second.counts["invalid"]) == (0, 1)
+    assert [r["record_id"] for r in world.store.rejects.outstanding("long_ids")] == [reject["record_id"]]
+
+
+def test_a_time_python_cannot_hold_fails_the_run_naming_it(pg_world: World):
+    """psycopg2 cannot read a time past the year 9999: the run ended as an internal error (exit 70,
+    ValueError). It still cannot send the other rows of that read, but it says what and where."""
+    world = pg_world
+    world.sql("CREATE TABLE far_times (id VARCHAR(16) PRIMARY KEY, seen_at TIMESTAMP)")
+    world.sql("INSERT INTO far_times VALUES ('q1', '2026-01-01'), ('q2', '10000-01-01')")
+    world.emulator.add_field("visitor", "custom", "seen_at", "time")
+    world.emulator.add_ids("visitor", ["q1", "q2"])
+    spec = SyncSpec(
+        name="far_times", kind="visitor", group="custom", id_column="id", table="far_times",
+        fields=(FieldMapping("seen_at", "seen_at", "time"),), time_format="iso8601",
+    )  # fmt: skip
+    with pytest.raises(SyncFailed) as failed:
+        world.run(spec)
+    assert str(failed.value) == (
+        "sync 'far_times': the warehouse gave a value Python cannot hold (year 10000 is out of range): a "
+        "time before the year 1 or after 9999; correct it in the source, or map a query that casts it to "
+        "text; nothing unconfirmed was recorded"
+    )
+    (version,) = world.sql("SELECT status, note FROM pendo_sync.versions WHERE sync_name = 'far_times'")
+    assert version == ("failed", str(failed.value))

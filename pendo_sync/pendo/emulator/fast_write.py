@@ -13,6 +13,7 @@ slower (the allocator's and the collector's work grew with the records held).
 
 from __future__ import annotations
 
+import re
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
@@ -46,6 +47,9 @@ def _value_type(pendo_type: str, element_type: str) -> Any:
     return _SCALARS.get(pendo_type)
 
 
+_NOT_MATCHED = re.compile(r'["\\\x00-\x1f]')
+
+
 class WriteDecoder:
     """Decodes the writes of one kind and group while its fields stay as they were when it was built."""
 
@@ -53,13 +57,19 @@ class WriteDecoder:
         self.shape = _shape(fields)
         types = {name: _value_type(f["Type"], f["ElementType"]) for name, f in fields.items()}
         self.usable = bool(types) and all(t is not None for t in types.values())
+        # msgspec matches no key holding a quote, a backslash or a control character: the checks judge those
+        self.usable = self.usable and not any(_NOT_MATCHED.search(name) for name in types)
         if not self.usable:  # an untyped field (or a list of one): the checks judge its values
             return
-        whole = msgspec.defstruct("Whole", list(types.items()), forbid_unknown_fields=True)
+        # Attributes f0, f1, ... named as the fields on the wire: a Pendo field name need not be a Python one.
+        rename = {f"f{i}": name for i, name in enumerate(types)}
+        attributes = list(zip(rename, types.values(), strict=True))
+        whole = msgspec.defstruct("Whole", attributes, forbid_unknown_fields=True, rename=rename)
         some = msgspec.defstruct(
             "Some",
-            [(name, t | msgspec.UnsetType, msgspec.UNSET) for name, t in types.items()],
+            [(attribute, t | msgspec.UnsetType, msgspec.UNSET) for attribute, t in attributes],
             forbid_unknown_fields=True,
+            rename=rename,
         )
         self._whole = _rows_of(id_key, whole)
         self._some = _rows_of(id_key, some)
