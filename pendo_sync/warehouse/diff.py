@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.outcome import SHORT_ID_MARK, is_short_id
+from pendo_sync.outcome import MAX_ID_LENGTH, SHORT_ID_MARK, SHORT_ID_PREFIX, is_short_id
 from pendo_sync.pendo.types import Wire
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.hashes import field_fingerprints, row_hash
@@ -33,7 +33,6 @@ from pendo_sync.warehouse.slices import (
     fetcher,
     id_text,
     sent_value,
-    short_id_text,
     slice_predicate,
     source_relation,
 )
@@ -49,6 +48,15 @@ ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())
 
 # A part of the id space: (k, n), the ids whose hash is k modulo n (DuckDB only).
 Part = tuple[int, int]
+
+
+def short_id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
+    """The id as its reject is kept (outcome.reject_id): an id too long to keep in its short form."""
+    source_id = id_text(relation, spec)
+    short = (
+        sa.func.substr(source_id, 1, SHORT_ID_PREFIX).op("||")(SHORT_ID_MARK).op("||")(sa.func.md5(source_id))
+    )
+    return sa.case((sa.func.length(source_id) > MAX_ID_LENGTH, short), else_=source_id)
 
 
 @dataclass(frozen=True)
@@ -239,7 +247,7 @@ class ChangeSetSQL:
                 ),
                 ~sa.exists().where(id_text(rel, self.spec) == rejects.c.record_id),
                 sa.or_(  # an id too long to keep was rejected in its short form
-                    ~rejects.c.record_id.contains(SHORT_ID_MARK, autoescape=True),
+                    sa.func.strpos(rejects.c.record_id, SHORT_ID_MARK) == 0,
                     ~sa.exists().where(short_id_text(rel, self.spec) == rejects.c.record_id),
                 ),
             )

@@ -19,7 +19,6 @@ from sqlalchemy.ext.compiler import compiles
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.errors import UsageError
-from pendo_sync.outcome import MAX_ID_LENGTH, SHORT_ID_MARK, SHORT_ID_PREFIX
 from pendo_sync.pendo.types import Wire, coercer_for, database_conversion
 
 # Text of any length, for ids and hashed values: unbounded TEXT on PostgreSQL and DuckDB (a CAST to
@@ -98,15 +97,6 @@ def probe_columns(spec: SyncSpec) -> sa.Select[Any]:
 def id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
     """The id as text: the ledger keys on text so integer and string ids behave alike."""
     return sa.cast(relation.c[spec.id_column], TEXT)
-
-
-def short_id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[str]:
-    """The id as its reject is kept (outcome.reject_id): an id too long to keep in its short form."""
-    source_id = id_text(relation, spec)
-    short = (
-        sa.func.substr(source_id, 1, SHORT_ID_PREFIX).op("||")(SHORT_ID_MARK).op("||")(sa.func.md5(source_id))
-    )
-    return sa.case((sa.func.length(source_id) > MAX_ID_LENGTH, short), else_=source_id)
 
 
 class EpochMillis(sa.sql.functions.FunctionElement[Any]):

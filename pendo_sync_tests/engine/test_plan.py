@@ -26,7 +26,7 @@ NEWEST = dt.datetime(2026, 10, 30, 12, 0)
 def newest_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """The warehouse's newest key: NEWEST for the whole table, and for a window past its lower bound."""
 
-    def newest(_engine: object, _spec: object, window: Slice) -> dt.datetime | None:
+    def newest(_engine: object, _spec: object, window: Slice, _kind: object = None) -> dt.datetime | None:
         return NEWEST if window.lower is None or window.lower < NEWEST else None
 
     monkeypatch.setattr(plan_module, "max_replication_key", newest)
