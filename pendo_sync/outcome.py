@@ -27,13 +27,14 @@ MAX_ID_LENGTH = 512
 # An id longer than that is kept (rejected) as its first SHORT_ID_PREFIX characters, SHORT_ID_MARK and the
 # md5 of the whole: the same in every run; warehouse/slices.py short_id_text says it in SQL.
 SHORT_ID_PREFIX, SHORT_ID_MARK = 400, "..."
+EMPTY_ID = "(empty id)"  # the id a row without one (NULL or empty) is rejected under
 
 
 def reject_id(record_id: str | None) -> str:
     """The id an invalid row's reject is kept under: the id itself; "(empty id)" for none; the short form
     of an id too long to keep."""
     if not record_id:
-        return "(empty id)"
+        return EMPTY_ID
     if len(record_id) <= MAX_ID_LENGTH:
         return record_id
     digest = hashlib.md5(record_id.encode(errors="surrogatepass")).hexdigest()

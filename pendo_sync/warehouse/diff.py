@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
-from pendo_sync.outcome import MAX_ID_LENGTH, SHORT_ID_MARK, SHORT_ID_PREFIX, is_short_id
+from pendo_sync.outcome import EMPTY_ID, MAX_ID_LENGTH, SHORT_ID_MARK, SHORT_ID_PREFIX, is_short_id
 from pendo_sync.pendo.types import Wire
 from pendo_sync.warehouse.catalog import describe_table
 from pendo_sync.warehouse.hashes import field_fingerprints, row_hash
@@ -57,6 +57,12 @@ def short_id_text(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[s
         sa.func.substr(source_id, 1, SHORT_ID_PREFIX).op("||")(SHORT_ID_MARK).op("||")(sa.func.md5(source_id))
     )
     return sa.case((sa.func.length(source_id) > MAX_ID_LENGTH, short), else_=source_id)
+
+
+def _no_id(relation: sa.FromClause, spec: SyncSpec) -> sa.ColumnElement[bool]:
+    """A source row without an id (rejected as outcome.EMPTY_ID)."""
+    source_id = id_text(relation, spec)
+    return sa.or_(source_id.is_(None), source_id == "")
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,7 @@ class ChangeSetSQL:
                     sa.func.strpos(rejects.c.record_id, SHORT_ID_MARK) == 0,
                     ~sa.exists().where(short_id_text(rel, self.spec) == rejects.c.record_id),
                 ),
+                sa.or_(rejects.c.record_id != EMPTY_ID, ~sa.exists().where(_no_id(rel, self.spec))),
             )
         )
 
@@ -258,12 +265,15 @@ class ChangeSetSQL:
         forms of ids too long to keep included."""
         rel = source_relation(self.spec)
         source_id = id_text(rel, self.spec)
-        present = sa.select(source_id).where(source_id.in_(list(ids)))
+        present: sa.Select[Any] = sa.select(source_id).where(source_id.in_(list(ids)))
         short = [i for i in ids if is_short_id(i)]
-        if not short:
-            return present
-        short_id = short_id_text(rel, self.spec)
-        return sa.union_all(present, sa.select(short_id).where(short_id.in_(short)))  # type: ignore[return-value]
+        if short:
+            short_id = short_id_text(rel, self.spec)
+            present = sa.union_all(present, sa.select(short_id).where(short_id.in_(short)))  # type: ignore[assignment]
+        if EMPTY_ID in ids:
+            no_id = sa.select(sa.literal(EMPTY_ID)).where(sa.exists().where(_no_id(rel, self.spec)))
+            present = sa.union_all(present, no_id)  # type: ignore[assignment]
+        return present
 
     # -- duplicates --------------------------------------------------------------------------------------
     def duplicate_ids(self) -> sa.Select[str, int]:

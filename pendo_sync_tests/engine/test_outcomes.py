@@ -142,3 +142,30 @@ def test_a_time_python_cannot_hold_fails_the_run_naming_it(pg_world: World):
     )
     (version,) = world.sql("SELECT status, note FROM pendo_sync.versions WHERE sync_name = 'far_times'")
     assert version == ("failed", str(failed.value))
+
+
+def test_rows_without_an_id_stay_rejected_through_full_runs(world: World):
+    no_id_case(world)
+
+
+def test_rows_without_an_id_stay_rejected_with_a_separate_state_database(duckdb_world: World, pg_url: str):
+    duckdb_world.store = StateStore(make_engine(pg_url), "pendo_sync")
+    no_id_case(duckdb_world)
+
+
+def no_id_case(world: World) -> None:
+    """A row with an empty or NULL id is an invalid reject kept as '(empty id)'; every full run then
+    forgot it as an id gone from the source, so `rejects` no longer showed the row it still could not send."""
+    world.sql("CREATE TABLE no_ids (id VARCHAR(16), plan VARCHAR(16))")
+    world.sql("INSERT INTO no_ids VALUES ('q1', 'ok'), ('', 'empty'), (NULL, 'none')")
+    world.emulator.add_field("visitor", "custom", "plan", "string")
+    world.emulator.add_ids("visitor", ["q1"])
+    spec = SyncSpec(
+        name="no_ids", kind="visitor", group="custom", id_column="id", table="no_ids",
+        fields=(FieldMapping("plan", "plan", "string"),),
+    )  # fmt: skip
+    for _ in range(2):
+        run = world.run(spec, mode="full")
+        assert run.counts["invalid"] == 2
+        kept = {(r["record_id"], r["reason"]) for r in world.store.rejects.outstanding("no_ids")}
+        assert kept == {("(empty id)", "id column 'id' is empty")}
