@@ -148,6 +148,8 @@ class ChangeSet:
         try:
             yield from self.reader.changed_rows(chunk_rows)
         except ValueError as exc:  # the driver's conversion of a value (psycopg2: a year past 9999)
+            if "out of range" not in str(exc):
+                raise
             raise WarehouseError(
                 f"sync {self.spec.name!r}: the warehouse gave a value Python cannot hold ({exc}): a time "
                 "before the year 1 or after 9999; correct it in the source, or map a query that casts it "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -93,6 +94,18 @@ def test_an_id_too_long_is_kept_rejected_with_a_separate_state_database(duckdb_w
     long_id_case(duckdb_world)
 
 
+def one_field_sync(
+    world: World, table: str, field: str, pendo_type: str, ids: list[str], **spec: Any
+) -> SyncSpec:
+    """A visitor sync of `table`'s `id` and one mapped column, Pendo holding the field and `ids`."""
+    world.emulator.add_field("visitor", "custom", field, pendo_type)
+    world.emulator.add_ids("visitor", ids)
+    return SyncSpec(
+        name=table, kind="visitor", group="custom", id_column="id", table=table,
+        fields=(FieldMapping(field, field, pendo_type),), **spec,
+    )  # fmt: skip
+
+
 def long_id_case(world: World) -> None:
     """An id over 512 characters was rejected as invalid, then the reject itself did not fit the state's
     record_id (PostgreSQL: StringDataRightTruncation), so every run failed and no row ever landed. The
@@ -100,12 +113,7 @@ def long_id_case(world: World) -> None:
     world.sql("CREATE TABLE long_ids (id VARCHAR(1000) PRIMARY KEY, plan VARCHAR(16))")
     long_id = "z" * 600
     world.sql("INSERT INTO long_ids VALUES ('q1', 'ok'), ('q2', 'ok'), (:id, 'long')", id=long_id)
-    world.emulator.add_field("visitor", "custom", "plan", "string")
-    world.emulator.add_ids("visitor", ["q1", "q2"])
-    spec = SyncSpec(
-        name="long_ids", kind="visitor", group="custom", id_column="id", table="long_ids",
-        fields=(FieldMapping("plan", "plan", "string"),),
-    )  # fmt: skip
+    spec = one_field_sync(world, "long_ids", "plan", "string", ["q1", "q2"])
     first = world.run(spec)
     assert first.status == "with_rejects"
     assert (first.counts["sent"], first.counts["confirmed"], first.counts["invalid"]) == (2, 2, 1)
@@ -127,12 +135,7 @@ def test_a_time_python_cannot_hold_fails_the_run_naming_it(pg_world: World):
     world = pg_world
     world.sql("CREATE TABLE far_times (id VARCHAR(16) PRIMARY KEY, seen_at TIMESTAMP)")
     world.sql("INSERT INTO far_times VALUES ('q1', '2026-01-01'), ('q2', '10000-01-01')")
-    world.emulator.add_field("visitor", "custom", "seen_at", "time")
-    world.emulator.add_ids("visitor", ["q1", "q2"])
-    spec = SyncSpec(
-        name="far_times", kind="visitor", group="custom", id_column="id", table="far_times",
-        fields=(FieldMapping("seen_at", "seen_at", "time"),), time_format="iso8601",
-    )  # fmt: skip
+    spec = one_field_sync(world, "far_times", "seen_at", "time", ["q1", "q2"], time_format="iso8601")
     with pytest.raises(SyncFailed) as failed:
         world.run(spec)
     assert str(failed.value) == (
@@ -158,12 +161,7 @@ def no_id_case(world: World) -> None:
     forgot it as an id gone from the source, so `rejects` no longer showed the row it still could not send."""
     world.sql("CREATE TABLE no_ids (id VARCHAR(16), plan VARCHAR(16))")
     world.sql("INSERT INTO no_ids VALUES ('q1', 'ok'), ('', 'empty'), (NULL, 'none')")
-    world.emulator.add_field("visitor", "custom", "plan", "string")
-    world.emulator.add_ids("visitor", ["q1"])
-    spec = SyncSpec(
-        name="no_ids", kind="visitor", group="custom", id_column="id", table="no_ids",
-        fields=(FieldMapping("plan", "plan", "string"),),
-    )  # fmt: skip
+    spec = one_field_sync(world, "no_ids", "plan", "string", ["q1"])
     for _ in range(2):
         run = world.run(spec, mode="full")
         assert run.counts["invalid"] == 2

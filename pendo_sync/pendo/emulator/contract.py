@@ -292,15 +292,11 @@ class PendoState(CallStats):
         with self.lock:
             strings = {n for n, f in self.fields[kind][group].items() if f["Type"] == "string"}
             self.received_ids.extend(checked.ids)
-            records = self.store[kind]
             for rid, values, clears in checked.valid:
-                record = records.get(rid)
+                record = self._record(kind, rid, create)
                 if record is None:
-                    if not create:
-                        missing.append(rid)
-                        continue
-                    record = records[rid] = {"custom": {}, "agent": {}}
-                    self._sorted[kind] = None
+                    missing.append(rid)
+                    continue
                 target = self._editable(kind, record, group)
                 target.update(values)
                 if clears:
@@ -319,17 +315,21 @@ class PendoState(CallStats):
         missing: list[str] = []
         with self.lock:
             self.received_ids.extend(ids)
-            records = self.store[kind]
             for rid, values in zip(ids, objects, strict=True):
-                record = records.get(rid)
+                record = self._record(kind, rid, create)
                 if record is None:
-                    if not create:
-                        missing.append(rid)
-                        continue
-                    record = records[rid] = {"custom": {}, "agent": {}}
-                    self._sorted[kind] = None
+                    missing.append(rid)
+                    continue
                 record[group] = values
         return self._answered(len(ids) - len(missing), missing, [])
+
+    def _record(self, kind: str, rid: str, create: bool) -> dict[str, Any] | None:
+        """The stored record of an id (under the lock); made if `create`, else None when Pendo has none."""
+        record = self.store[kind].get(rid)
+        if record is None and create:
+            record = self.store[kind][rid] = {"custom": {}, "agent": {}}
+            self._sorted[kind] = None
+        return record
 
     def _answered(self, updated: int, missing: list[str], errors: list[dict[str, str]]) -> dict[str, Any]:
         with self.lock:
