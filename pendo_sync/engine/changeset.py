@@ -36,7 +36,6 @@ from pendo_sync.warehouse.diff import (
     spooled_rows,
 )
 from pendo_sync.warehouse.engines import backend_of
-from pendo_sync.warehouse.errors import WarehouseError
 from pendo_sync.warehouse.record_sql import written_by
 from pendo_sync.warehouse.slices import Slice, count_rows, stream_rows, stream_tuples
 
@@ -145,16 +144,7 @@ class ChangeSet:
 
     # -- what the run reads ----------------------------------------------------------------------------
     def changed_rows(self, chunk_rows: int) -> Iterator[Sequence[ChangedRow]]:
-        try:
-            yield from self.reader.changed_rows(chunk_rows)
-        except ValueError as exc:  # the driver's conversion of a value (psycopg2: a year past 9999)
-            if "out of range" not in str(exc):
-                raise
-            raise WarehouseError(
-                f"sync {self.spec.name!r}: the warehouse gave a value Python cannot hold ({exc}): a time "
-                "before the year 1 or after 9999; correct it in the source, or map a query that casts it "
-                "to text; nothing unconfirmed was recorded"
-            ) from None
+        yield from self.reader.changed_rows(chunk_rows)
 
     def duplicates(self, chunk_rows: int) -> Iterator[list[tuple[str, int]]]:
         """(id, rows carrying it) for every duplicated id of the source, in chunks."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,24 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 class CoercionError(ValueError):
     """A value that does not fit its Pendo type; the message is the row's reject reason."""
+
+
+class UnreadableInterval:
+    """An interval the driver cannot make a timedelta of (psycopg2: past 999,999,999 days), as the database's
+    text (warehouse/pg_casts.py). No Pendo type takes it, as none takes an interval."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"interval {self.text!r}"
+
+
+# A time's text that no datetime holds: a year of five digits, or before the year 1 (PostgreSQL '... BC',
+# DuckDB '... (BC)'). PostgreSQL's driver gives such a time as its text (warehouse/pg_casts.py), DuckDB too.
+_FAR_TIME_TEXT = re.compile(r"\s*-?\d{5,}-|.*\bBC\b")
 
 
 def canonical_type(name: str) -> str | None:
@@ -89,6 +108,10 @@ def _to_string(value: Any) -> str:
             return orjson.dumps(value, default=_json_number, option=orjson.OPT_NON_STR_KEYS).decode()
         except orjson.JSONEncodeError as exc:
             raise CoercionError(f"{show_value(value)} cannot be written as JSON text: {exc}") from None
+    if isinstance(value, dt.timedelta | UnreadableInterval):
+        raise CoercionError(
+            "an interval has no text form pendo_sync knows; cast the column to text in the sync's query"
+        )
     if isinstance(value, bytes | bytearray | memoryview):
         raise CoercionError(
             "a binary value has no text form to send; select the text you want in the sync's query (hex, "
@@ -161,7 +184,11 @@ def _to_time(value: Any) -> int:
         try:
             return _to_time(dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
         except ValueError:
-            pass
+            if _FAR_TIME_TEXT.match(value):
+                raise CoercionError(
+                    f"{show_value(value)} is a time after the year 9999 (or before the year 1), which pendo_sync "
+                    "cannot convert; correct it in the source"
+                ) from None
     raise CoercionError(f"{show_value(value)} is not a date-time (use a timestamp, a date or ISO 8601 text)")
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from pendo_sync.errors import UsageError
 from pendo_sync.warehouse.errors import WarehouseBusy
+from pendo_sync.warehouse.pg_casts import register_casts
 
 log = logging.getLogger("pendo_sync")
 
@@ -164,7 +165,9 @@ class ConnectionSettings:
     iam: RedshiftIam | None = None
 
     def attach(self, engine: Engine) -> None:
-        """Hook the session statements (and the IAM credentials) into every new connection of the engine."""
+        """Hook the driver's casts, the session statements (and the IAM credentials) into every new
+        connection of the engine."""
+        sa.event.listen(engine, "connect", lambda dbapi_connection, _record: register_casts(dbapi_connection))
         if self.session_sql:
 
             @sa.event.listens_for(engine, "connect")

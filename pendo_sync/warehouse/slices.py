@@ -189,7 +189,7 @@ def slice_predicate(relation: sa.FromClause, spec: SyncSpec, window: Slice) -> s
 
 def max_replication_key(engine: Engine, spec: SyncSpec, window: Slice, kind: str | None = None) -> Any:
     """Newest replication-key value in the slice (the cursor a complete run may move to). A time Python
-    cannot hold (past year 9999: psycopg2 cannot read it, DuckDB gives text) is `beyond(kind)`."""
+    cannot hold (past year 9999: DuckDB and psycopg2, warehouse/pg_casts.py, give its text) is `beyond(kind)`."""
     assert spec.replication_key
     rel = source_relation(spec)
     stmt = sa.select(sa.func.max(rel.c[spec.replication_key]))
@@ -197,10 +197,7 @@ def max_replication_key(engine: Engine, spec: SyncSpec, window: Slice, kind: str
     if predicate is not None:
         stmt = stmt.where(predicate)
     with engine.connect() as conn:
-        try:
-            newest = conn.execute(stmt).scalar()
-        except ValueError:  # psycopg2: "year 10000 is out of range"
-            return beyond(kind)
+        newest = conn.execute(stmt).scalar()
     if isinstance(newest, str) and kind in TIME_KINDS:
         return beyond(kind)
     return newest

@@ -7,10 +7,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import pytest
-
 from pendo_sync.config import FieldMapping, SyncSpec
-from pendo_sync.errors import SyncFailed
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.engines import make_engine
@@ -129,22 +126,68 @@ def long_id_case(world: World) -> None:
     assert [r["record_id"] for r in world.store.rejects.outstanding("long_ids")] == [reject["record_id"]]
 
 
-def test_a_time_python_cannot_hold_fails_the_run_naming_it(pg_world: World):
-    """psycopg2 cannot read a time past the year 9999: the run ended as an internal error (exit 70,
-    ValueError). It still cannot send the other rows of that read, but it says what and where."""
-    world = pg_world
+FAR_REASON = (
+    "column 'seen_at' -> field 'seen_at': '10000-01-01 00:00:00' is a time after the year 9999 (or before "
+    "the year 1), which pendo_sync cannot convert; correct it in the source"
+)
+
+
+def test_a_time_python_cannot_hold_rejects_its_row_only(world: World):
+    """A time past the year 9999: psycopg2 could not read it and the whole run failed (invariant 7: one bad
+    row never fails a run); DuckDB hands over its text. Now on both the row is an invalid reject naming the
+    column and the fix, and every other row of the chunk lands."""
     world.sql("CREATE TABLE far_times (id VARCHAR(16) PRIMARY KEY, seen_at TIMESTAMP)")
-    world.sql("INSERT INTO far_times VALUES ('q1', '2026-01-01'), ('q2', '10000-01-01')")
-    spec = one_field_sync(world, "far_times", "seen_at", "time", ["q1", "q2"], time_format="iso8601")
-    with pytest.raises(SyncFailed) as failed:
-        world.run(spec)
-    assert str(failed.value) == (
-        "sync 'far_times': the warehouse gave a value Python cannot hold (year 10000 is out of range): a "
-        "time before the year 1 or after 9999; correct it in the source, or map a query that casts it to "
-        "text; nothing unconfirmed was recorded"
+    world.sql("INSERT INTO far_times VALUES ('q1', '2026-01-01'), ('q2', '10000-01-01'), ('q3', NULL)")
+    spec = one_field_sync(world, "far_times", "seen_at", "time", ["q1", "q2", "q3"], time_format="iso8601")
+    run = world.run(spec)
+    assert run.status == "with_rejects"
+    assert (run.counts["confirmed"], run.counts["invalid"]) == (2, 1)
+    assert world.emulator.values_of("visitor", "q1")["seen_at"] == "2026-01-01T00:00:00.000+00:00"
+    assert "seen_at" not in world.emulator.values_of("visitor", "q2")
+    (reject,) = world.store.rejects.outstanding("far_times")
+    assert (reject["record_id"], reject["kind"], reject["reason"]) == ("q2", "invalid", FAR_REASON)
+    as_text = replace(spec, name="far_text", fields=(FieldMapping("seen_at", "seen_text", "string"),))
+    world.emulator.add_field("visitor", "custom", "seen_text", "string")
+    assert world.run(as_text).counts["confirmed"] == 3  # a string field takes the database's text
+    assert world.emulator.values_of("visitor", "q2")["seen_text"] == "10000-01-01 00:00:00"
+    world.sql("UPDATE far_times SET seen_at = '2027-01-01' WHERE id = 'q2'")
+    again = world.run(spec)
+    assert (again.status, again.counts["confirmed"]) == ("complete", 1)
+    assert world.emulator.values_of("visitor", "q2")["seen_at"] == "2027-01-01T00:00:00.000+00:00"
+
+
+def test_far_dates_and_arrays_of_them_reject_their_rows_on_postgresql(pg_world: World):
+    """The same for a DATE, a TIMESTAMPTZ, an array of timestamps, and an interval too long for Python."""
+    world = pg_world
+    world.sql(
+        "CREATE TABLE far_kinds (id VARCHAR(16) PRIMARY KEY, d DATE, tz TIMESTAMPTZ, a TIMESTAMP[], i INTERVAL)"
     )
-    (version,) = world.sql("SELECT status, note FROM pendo_sync.versions WHERE sync_name = 'far_times'")
-    assert version == ("failed", str(failed.value))
+    world.sql(
+        "INSERT INTO far_kinds VALUES ('q1', '2026-01-01', '2026-01-01', '{2026-01-01}', '1 day'), "
+        "('q2', '10000-01-01', '10000-01-01', '{2026-01-01,10000-01-01}', '100000000 years')"
+    )
+    fields = {"d": "time", "tz": "time", "a": "list", "i": "string"}
+    for column, pendo_type in fields.items():
+        world.emulator.add_field("visitor", "custom", column, pendo_type)
+    world.emulator.add_ids("visitor", ["q1", "q2"])
+    spec = SyncSpec(
+        name="far_kinds", kind="visitor", group="custom", id_column="id", table="far_kinds",
+        fields=tuple(
+            FieldMapping(c, c, t, element_type="time" if t == "list" else "") for c, t in fields.items()
+        ),
+        time_format="iso8601",
+    )  # fmt: skip
+    run = world.run(spec)
+    assert (run.counts["invalid"], run.status) == (2, "with_rejects")
+    reasons = {r["record_id"]: r["reason"] for r in world.store.rejects.outstanding("far_kinds")}
+    assert reasons["q2"] == (
+        "column 'd' -> field 'd': '10000-01-01' is a time after the year 9999 (or before the year 1), which "
+        "pendo_sync cannot convert; correct it in the source"
+    )
+    assert reasons["q1"] == (
+        "column 'i' -> field 'i': an interval has no text form pendo_sync knows; cast the column to text in "
+        "the sync's query"
+    )
 
 
 def test_rows_without_an_id_stay_rejected_through_full_runs(world: World):
