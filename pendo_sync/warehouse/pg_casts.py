@@ -38,4 +38,6 @@ def register_casts(dbapi_connection: Any) -> None:
     ):
         scalar = ext.new_type(base.values, f"PENDO_SYNC_{base.name}", _or(base, fallback))
         ext.register_type(scalar, dbapi_connection)
-        ext.register_type(ext.new_array_type(array.values, f"PENDO_SYNC_{array.name}", scalar), dbapi_connection)
+        ext.register_type(
+            ext.new_array_type(array.values, f"PENDO_SYNC_{array.name}", scalar), dbapi_connection
+        )
