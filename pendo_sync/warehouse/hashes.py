@@ -81,15 +81,36 @@ def _joined_by_concat_ws(element: Joined, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(joined, **kw))
 
 
+# Column types whose text never holds a control character (by the first word of the type's name).
+_PLAIN_TYPES = frozenset(
+    {"smallint", "integer", "int", "bigint", "int2", "int4", "int8", "tinyint", "hugeint", "uhugeint"}
+    | {"utinyint", "usmallint", "uinteger", "ubigint", "numeric", "decimal", "double", "real", "float"}
+    | {"float4", "float8", "boolean", "bool", "date", "time", "timestamp", "timestamptz", "uuid", "interval"}
+)
+
+
+def _escaped(text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A value's text with chr 29, 30 and 31 written as chr 29 and a letter: it then holds neither the
+    hash's separator nor its NULL, so distinct rows hash distinct texts; a text without them is itself."""
+    escape = sa.func.chr(29)
+    for code, letter in ((29, "a"), (30, "b"), (31, "c")):
+        text = sa.func.replace(text, sa.func.chr(code), escape.op("||")(sa.literal(letter)))
+    return text
+
+
 def row_hash(
     relation: sa.FromClause, spec: SyncSpec, column_types: dict[str, str] | None = None
 ) -> sa.ColumnElement[str]:
-    """md5 of the whole text of every mapped value, computed by the database where the rows live (md5 and
-    chr exist on all three)."""
+    """md5 of the whole text of every mapped value, each after chr 31 and NULL as chr 30, computed by the
+    database where the rows live (md5, chr and replace exist on all three). The text of a column that may
+    hold those characters is escaped (_escaped); a value without them hashes as every release hashed it."""
     null = sa.func.chr(30)
     texts: list[sa.ColumnElement[Any]] = [sa.cast(sa.literal(mapping_signature(spec)), TEXT)]
     for mapping in spec.fields:
-        value = _as_text(relation.c[mapping.column], (column_types or {}).get(mapping.column))
+        db_type = (column_types or {}).get(mapping.column)
+        value = _as_text(relation.c[mapping.column], db_type)
+        if (db_type or "").lower().split("(")[0].split(" ")[0] not in _PLAIN_TYPES:
+            value = _escaped(value)
         texts.append(sa.func.coalesce(value, null))
     return sa.func.md5(Joined(sa.func.chr(31), *texts))
 

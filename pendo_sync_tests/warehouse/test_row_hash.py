@@ -113,3 +113,39 @@ def test_a_wide_sync_hashes_and_fingerprints_every_field(world: World):
     signature = "|".join(f"{c}>{c}:integer:" for c in columns)
     assert got == hashlib.md5((signature + "".join(f"\x1f{n}" for n in range(120))).encode()).hexdigest()
     assert len(prints.split(",")) == 113 and len(set(prints.split(","))) == 113
+
+
+SEPARATORS = SyncSpec(
+    name="people",
+    kind="visitor",
+    group="custom",
+    id_column="id",
+    table="people",
+    fields=(FieldMapping("first", "first", "string"), FieldMapping("last", "last", "string")),
+)
+
+
+def test_values_holding_the_hashs_own_separators_are_told_apart(world: World):
+    """The hashed text joins values with chr 31 and writes NULL as chr 30: a value that was exactly chr 30
+    hashed as NULL, and a chr 31 moving between two neighbouring values hashed the same, so such a change
+    was never sent (found by a black-box hunt). Values holding chr 29, 30 or 31 are now escaped; all
+    others hash as every release hashed them."""
+    world.sql("CREATE TABLE people (id VARCHAR(16) PRIMARY KEY, first VARCHAR(64), last VARCHAR(64))")
+    world.sql(
+        "INSERT INTO people VALUES ('v1', 'Ann' || chr(31) || 'Lee', 'Smith'), ('v2', chr(30), 'Jones'), "
+        "('v3', chr(29) || 'b', 'x'), ('v4', 'plain', 'row')"
+    )
+    for name in ("first", "last"):
+        world.emulator.add_field("visitor", "custom", name, "string")
+    world.emulator.add_ids("visitor", ["v1", "v2", "v3", "v4"])
+    assert world.run(SEPARATORS).counts["confirmed"] == 4
+    world.sql("UPDATE people SET first = 'Ann', last = 'Lee' || chr(31) || 'Smith' WHERE id = 'v1'")
+    world.sql("UPDATE people SET first = NULL WHERE id = 'v2'")
+    world.sql("UPDATE people SET first = chr(30) WHERE id = 'v3'")  # escaped as chr 29 'b' would be
+    world.emulator.reset_stats()
+    again = world.run(SEPARATORS)
+    assert sorted(world.emulator.received_ids) == ["v1", "v2", "v3"]
+    assert again.counts["confirmed"] == 3
+    assert world.emulator.values_of("visitor", "v1") == {"first": "Ann", "last": "Lee\x1fSmith"}
+    assert "first" not in world.emulator.values_of("visitor", "v2")  # cleared
+    assert world.emulator.values_of("visitor", "v3")["first"] == "\x1e"
