@@ -184,12 +184,17 @@ def _to_time(value: Any) -> int:
         try:
             return _to_time(dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
         except ValueError:
-            if _FAR_TIME_TEXT.match(value):
+            if is_far_time_text(value):
                 raise CoercionError(
                     f"{show_value(value)} is a time after the year 9999 (or before the year 1), which pendo_sync "
                     "cannot convert; correct it in the source"
                 ) from None
     raise CoercionError(f"{show_value(value)} is not a date-time (use a timestamp, a date or ISO 8601 text)")
+
+
+def is_far_time_text(text: str) -> bool:
+    """Whether this is a time's text that no datetime holds (_FAR_TIME_TEXT)."""
+    return _FAR_TIME_TEXT.match(text) is not None
 
 
 def _to_iso_time(value: Any) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.errors import UsageError
-from pendo_sync.pendo.types import Wire, coercer_for, database_conversion
+from pendo_sync.pendo.types import Wire, coercer_for, database_conversion, is_far_time_text
 
 # Text of any length, for ids and hashed values: unbounded TEXT on PostgreSQL and DuckDB (a CAST to
 # VARCHAR(n) truncates silently, so a change past the n-th character would go unseen). Redshift's TEXT is
@@ -361,20 +361,12 @@ def days_with_rows_after(engine: Engine, spec: SyncSpec, after: Any) -> tuple[li
     key = rel.c[spec.replication_key]
     newer = sa.true() if after is None else key > sa.bindparam("after", after)
     with engine.connect() as conn:
-        try:
-            newest = conn.execute(sa.select(sa.func.max(key)).where(newer)).scalar()
-        except ValueError:  # psycopg2 cannot read a time past year 9999
-            newest = beyond(None)
+        newest = conn.execute(sa.select(sa.func.max(key)).where(newer)).scalar()
         if newest is None:
             return [], after
-        if isinstance(newest, str) and isinstance(after, dt.datetime | dt.date):  # DuckDB: past year 9999
+        if isinstance(newest, str) and is_far_time_text(newest):  # past year 9999: the database's text
             newest = beyond(None)
-        try:
-            days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
-        except ValueError:  # the days Python can hold: no partition is past year 9999
-            held: sa.BindParameter[dt.date] = sa.bindparam("held", dt.date(9999, 12, 31))
-            query = sa.select(sa.cast(key, sa.Date)).where(newer, sa.cast(key, sa.Date) <= held).distinct()
-            days = conn.execute(query).scalars().all()
+        days = conn.execute(sa.select(sa.cast(key, sa.Date)).where(newer).distinct()).scalars().all()
     if past_ceiling(newest):  # a placeholder far ahead would hold the sensor past every row to come
         # The newest key past `after` and before the ceiling, compared by the database: `after` may have
         # been kept before the key's type changed (naive, the key now zoned).
@@ -385,7 +377,7 @@ def days_with_rows_after(engine: Engine, spec: SyncSpec, after: Any) -> tuple[li
 
 
 def _as_date(value: Any) -> dt.date | None:
-    """A day as the database gave it (DuckDB: text past year 9999, which no partition holds: None)."""
+    """A day as the database gave it (text past year 9999, which no partition holds: None)."""
     if isinstance(value, dt.date):
         return value
     try:

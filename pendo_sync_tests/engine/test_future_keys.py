@@ -173,3 +173,14 @@ def test_keys_no_datetime_holds_are_read_by_every_incremental_run(world: World):
     assert "1 row of accounts has updated_at later than a day from now" in fourth.note
     days, newest = days_with_rows_after(world.engine, world.spec("accounts"), third.cursor)
     assert newest == fourth.cursor and dt.datetime.now(dt.UTC).date() in days
+
+
+def test_the_sensors_first_tick_reads_past_a_key_no_datetime_holds(world: World):
+    """The new-rows sensor's first tick (no cursor yet) with a key past the year 9999: both databases give
+    its text, which must be a far-future key too, not a cursor of text."""
+    (far,) = present_accounts(world, 1)
+    world.sql("UPDATE accounts SET updated_at = '10000-01-01' WHERE account_id = :a", a=far)
+    days, newest = days_with_rows_after(world.engine, world.spec("accounts"), None)
+    ceiling = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
+    assert isinstance(newest, dt.datetime) and newest < ceiling
+    assert days and all(isinstance(day, dt.date) for day in days)
