@@ -210,8 +210,9 @@ def plan_window(
     previous = align_cursor(previous, kind)
     if options.mode == "incremental" and previous is not None and not options.full_refresh:
         lower = lookback_lower(previous, spec.lookback_seconds)
-        upper = max_replication_key(warehouse, spec, Slice("incremental", lower, None), kind)
-        return Slice("incremental", lower, upper), max(upper, previous) if upper is not None else previous
+        upper = max_replication_key(warehouse, spec, Slice("incremental", lower, lower_included=True), kind)
+        window = Slice("incremental", lower, upper, lower_included=True)
+        return window, max(upper, previous) if upper is not None else previous
     # A full run, or the first incremental run: every row, bounded above so the cursor is well defined.
     newest = max_replication_key(warehouse, spec, Slice("full"), kind) if spec.replication_key else None
     target = newest if newest is not None else previous

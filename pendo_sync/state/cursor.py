@@ -109,5 +109,6 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return None
 
 
-def _number(text: str) -> int | float:
-    return float(text) if any(c in text for c in ".eE") else int(text)
+def _number(text: str) -> int | Decimal:
+    """A number cursor exactly as it was written (a float would round 123456789012345678.30 down)."""
+    return Decimal(text) if any(c in text for c in ".eEnN") else int(text)

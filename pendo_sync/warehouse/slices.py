@@ -36,10 +36,14 @@ class Slice:
     """Which rows a run looks at: all, a cursor window (incremental), or a key window (backfill)."""
 
     mode: str  # "full" | "incremental" | "backfill"
-    lower: Any = None  # exclusive for incremental, inclusive for backfill
+    lower: Any = None  # exclusive for incremental (unless lower_included), inclusive for backfill
     upper: Any = None  # inclusive for incremental, exclusive for backfill
     why_whole: str = "first run"  # why an incremental slice has no lower bound
     null_keys: bool = True  # an incremental slice holds the rows whose key is NULL (in no window)
+    # An incremental run's window begins at its cursor: a row committed after the last run with the key the
+    # cursor holds is read (the diff with the ledger sends only what changed). The new-rows sensor's
+    # windows begin after it.
+    lower_included: bool = False
 
     def holds_null_keys(self) -> bool:
         return self.mode == "incremental" and self.null_keys and (self.lower, self.upper) != (None, None)
@@ -51,9 +55,10 @@ class Slice:
             if self.lower is None:
                 bound = "any" if self.upper is None else f"up to {self.upper}"
                 return f"replication key {bound} ({self.why_whole})"
+            opening = "[" if self.lower_included else "("
             if self.upper is None:
-                return f"replication key after {self.lower}"
-            return f"replication key in ({self.lower}, {self.upper}]"
+                return f"replication key {'from' if self.lower_included else 'after'} {self.lower}"
+            return f"replication key in {opening}{self.lower}, {self.upper}]"
         return f"replication key in [{self.lower}, {self.upper})"
 
 
@@ -171,7 +176,8 @@ def slice_predicate(relation: sa.FromClause, spec: SyncSpec, window: Slice) -> s
     clauses = []
     if window.mode == "incremental":
         if window.lower is not None:
-            clauses.append(key > sa.bindparam("slice_lower", window.lower))
+            lower: sa.BindParameter[Any] = sa.bindparam("slice_lower", window.lower)
+            clauses.append(key >= lower if window.lower_included else key > lower)
         if window.upper is not None:
             clauses.append(key <= sa.bindparam("slice_upper", window.upper))
         if not clauses:

@@ -40,7 +40,7 @@ def test_a_full_run_reads_every_row_and_moves_the_cursor_to_the_newest_key() -> 
 def test_an_incremental_run_reads_past_the_cursor_less_the_lookback() -> None:
     cursor = dt.datetime(2026, 10, 20)
     window, target = plan_window(SPEC, None, cursor, RunOptions(mode="incremental"))  # type: ignore[arg-type]
-    assert window == Slice("incremental", cursor - dt.timedelta(hours=1), NEWEST)
+    assert window == Slice("incremental", cursor - dt.timedelta(hours=1), NEWEST, lower_included=True)
     assert target == NEWEST
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 
@@ -55,7 +56,7 @@ def test_key_kind_of_database_types(db_type: str, kind: str | None) -> None:
         ("2026-10-29", "date", None, dt.date(2026, 10, 29)),
         ("1700000000", "integer", None, 1700000000),
         (1700000000.0, "integer", None, 1700000000),
-        ("12.5", "number", None, 12.5),
+        ("12.5", "number", None, Decimal("12.5")),
         (None, "timestamptz", None, None),
     ],
 )  # fmt: skip
