@@ -159,9 +159,36 @@ class ChangeSet:
             yield from self.reader.deleted_ids(chunk_rows)
 
     def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
-        """Rejected ids the ledger lacks that left the source: nothing is owed for them any more."""
+        """Rejected ids the ledger lacks that left the source: nothing is owed for them any more (but for
+        the `error` rejects of a sync that clears deleted ids: owed_clears)."""
         if not self.fresh:
-            yield from self.reader.vanished_rejects(chunk_rows)
+            yield from self.reader.vanished_rejects(chunk_rows, "error" if self._owes_clears else None)
+
+    @property
+    def _owes_clears(self) -> bool:
+        return self.spec.on_delete == "clear"
+
+    def owed_clears(self, chunk_rows: int, outside_ledger: bool) -> Iterator[list[str]]:
+        """With on_delete: clear, the ids of `error` rejects that left the source, to clear: a write Pendo
+        may have applied though its answer was lost, or a clear that failed. Every run clears them (a full
+        run, which clears the ledger's ids gone from the source, asks for those `outside_ledger`)."""
+        if not self._owes_clears:
+            return
+        for ids in self.state.rejects.rejected_ids(self.spec.name, chunk_rows, only="error"):
+            if outside_ledger:
+                confirmed = self.state.ledger.hashes(self.spec.name, ids)
+                ids = [i for i in ids if i not in confirmed]
+            gone = self.absent_from_source(ids)
+            if gone:
+                yield gone
+
+    def absent_from_source(self, ids: list[str]) -> list[str]:
+        """Those of the ids the source does not hold."""
+        present: set[str] = set()
+        with self.warehouse.connect() as conn:
+            for chunk in chunks(ids, 1000):
+                present.update(r[0] for r in conn.execute(self.sql.present_ids(chunk)))
+        return [i for i in ids if i not in present]
 
     # -- sizes, for progress ---------------------------------------------------------------------------
     def expected_total(self, with_deletes: bool) -> int:
@@ -211,7 +238,7 @@ class _Reader:
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
         raise NotImplementedError
 
-    def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
+    def vanished_rejects(self, chunk_rows: int, other_than: str | None) -> Iterator[list[str]]:
         raise NotImplementedError
 
     def count_changed(self, existing_only: bool) -> int:
@@ -250,9 +277,9 @@ class _JoinInWarehouse(_Reader):
         for rows in self._read(lambda part: self.changes.sql.gone(state, part), chunk_rows, "gone"):
             yield [r[0] for r in rows]
 
-    def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
+    def vanished_rejects(self, chunk_rows: int, other_than: str | None) -> Iterator[list[str]]:
         c = self.changes
-        for rows in stream_rows(c.warehouse, c.sql.gone_rejects(c.diff_state()), chunk_rows):
+        for rows in stream_rows(c.warehouse, c.sql.gone_rejects(c.diff_state(), other_than), chunk_rows):
             yield [r[0] for r in rows]
 
     def count_changed(self, existing_only: bool) -> int:
@@ -332,24 +359,17 @@ class _Streamed(_Reader):
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
         for ids in self.changes.state.ledger.ids(self.changes.spec.name, chunk_rows):
-            gone = self._absent(ids)
+            gone = self.changes.absent_from_source(ids)
             if gone:
                 yield gone
 
-    def vanished_rejects(self, chunk_rows: int) -> Iterator[list[str]]:
+    def vanished_rejects(self, chunk_rows: int, other_than: str | None) -> Iterator[list[str]]:
         c = self.changes
-        for rejected in c.state.rejects.rejected_ids(c.spec.name, chunk_rows):
+        for rejected in c.state.rejects.rejected_ids(c.spec.name, chunk_rows, other_than=other_than):
             confirmed = c.state.ledger.hashes(c.spec.name, rejected)
-            gone = self._absent([i for i in rejected if i not in confirmed])
+            gone = c.absent_from_source([i for i in rejected if i not in confirmed])
             if gone:
                 yield gone
-
-    def _absent(self, ids: list[str]) -> list[str]:
-        present: set[str] = set()
-        with self.changes.warehouse.connect() as conn:
-            for chunk in chunks(ids, 1000):
-                present.update(r[0] for r in conn.execute(self.changes.sql.present_ids(chunk)))
-        return [i for i in ids if i not in present]
 
     def count_changed(self, existing_only: bool) -> int:
         return -1  # unknown without a full pass; progress shows no ETA

@@ -149,6 +149,10 @@ class Runner:
                     self._put(("batch", full))
             for ids in self.changes.vanished_rejects(self.settings.chunk_rows):
                 self._put(("settled", ids))
+        for ids in self.changes.owed_clears(self.settings.chunk_rows, outside_ledger=self.with_deletes):
+            produced += len(ids)
+            for full in self.encoder.clears(ids, batcher):
+                self._put(("batch", full))
         last = batcher.flush()
         if last:
             self._put(("batch", last))

@@ -49,10 +49,16 @@ class Rejects:
         for part in stream_rows(self.engine, stmt, chunk_rows):
             yield [r[0] for r in part]
 
-    def rejected_ids(self, sync_name: str, chunk_rows: int) -> Iterator[list[str]]:
-        """Every rejected id of the sync, in chunks."""
+    def rejected_ids(
+        self, sync_name: str, chunk_rows: int, only: str | None = None, other_than: str | None = None
+    ) -> Iterator[list[str]]:
+        """Every rejected id of the sync (of kind `only`, of kinds `other_than`), in chunks."""
         r = self.table
         stmt = sa.select(r.c.record_id).where(r.c.sync_name == sync_name).distinct()
+        if only:
+            stmt = stmt.where(r.c.kind == only)
+        if other_than:
+            stmt = stmt.where(r.c.kind != other_than)
         for part in stream_rows(self.engine, stmt, chunk_rows):
             yield [row[0] for row in part]
 

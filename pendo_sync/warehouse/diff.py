@@ -239,8 +239,9 @@ class ChangeSetSQL:
             ~sa.exists().where(source_id == ledger.c.record_id, *in_part(source_id, part)),
         )
 
-    def gone_rejects(self, state: DiffState) -> sa.Select[Any]:
-        """Rejected ids the ledger lacks that are no longer in the source: nothing more is owed for them."""
+    def gone_rejects(self, state: DiffState, other_than: str | None = None) -> sa.Select[Any]:
+        """Rejected ids (of kinds `other_than`) the ledger lacks that are no longer in the source: nothing
+        more is owed for them."""
         rel = source_relation(self.spec)
         rejects, ledger = state.rejects, state.ledger
         return (
@@ -248,6 +249,7 @@ class ChangeSetSQL:
             .distinct()
             .where(
                 rejects.c.sync_name == state.sync_name,
+                rejects.c.kind != other_than if other_than else sa.true(),
                 ~sa.exists().where(
                     ledger.c.sync_name == state.sync_name, ledger.c.record_id == rejects.c.record_id
                 ),
