@@ -19,7 +19,8 @@ from pendo_sync.warehouse.slices import Slice
 
 
 def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -> Any:
-    """The bookmark value for the sync's stream in a Singer state file, as the file has it (text or number)."""
+    """The bookmark value for the sync's stream in a Singer state file, as the file has it (text or number);
+    None where the bookmark has none (Singer synced nothing of the stream, or ran it full-table)."""
     try:
         document = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -37,15 +38,17 @@ def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -
             )
         stream = candidates[0]
     bookmark = bookmarks.get(stream)
-    if not isinstance(bookmark, dict) or "replication_key_value" not in bookmark:
-        raise StateError(f"{path}: bookmarks.{stream}.replication_key_value is missing")
+    if not isinstance(bookmark, dict):
+        raise StateError(
+            f"{path}: bookmarks.{stream} is not a bookmark (an object with replication_key_value)"
+        )
     key = bookmark.get("replication_key")
     if key and spec.replication_key and key != spec.replication_key:
         raise StateError(
             f"sync {spec.name!r}: the Singer bookmark is on {key!r} but the sync's replication_key is "
             f"{spec.replication_key!r}; make them the same column"
         )
-    return bookmark["replication_key_value"]
+    return bookmark.get("replication_key_value")
 
 
 def import_singer_state(
@@ -55,14 +58,16 @@ def import_singer_state(
     path: str | Path,
     stream: str | None = None,
     chunk_rows: int = 10_000,
-) -> tuple[int, int]:
+) -> tuple[int | None, int]:
     """Write a state version at the bookmark (a cursor of the key's type) and ledger rows for every source
-    row up to it."""
+    row up to it: (the version, the rows); (None, 0), writing nothing, where the bookmark has no value."""
     if not spec.replication_key:
         raise StateError(f"sync {spec.name!r} has no replication_key; a Singer bookmark cannot apply to it")
     source = describe_source(warehouse, spec)
     key_type = (source.columns or {}).get(spec.replication_key)
     bookmark = align_cursor(read_bookmark(path, spec, stream), key_kind(key_type))
+    if bookmark is None:
+        return None, 0
     state.ensure_schema()
     version = state.versions.record(
         spec.name, "import", "import", bookmark, f"imported from Singer state {Path(path).name}"

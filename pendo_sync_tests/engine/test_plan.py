@@ -108,13 +108,15 @@ def test_read_bookmark_finds_the_stream_of_the_sync_table(tmp_path: Path) -> Non
     assert read_bookmark(path, SPEC) == "2026-10-29T00:00:00Z"
     wrapped = bookmarks(tmp_path, {"type": "STATE", "value": {"bookmarks": {"accounts": value}}})
     assert read_bookmark(wrapped, SPEC) == "2026-10-29T00:00:00Z"
+    # A full-table stream's bookmark, or one whose tap synced nothing yet: no value.
+    assert read_bookmark(bookmarks(tmp_path, {"bookmarks": {"accounts": {"version": 1}}}), SPEC) is None
 
 
 @pytest.mark.parametrize(
     ("document", "message"),
     [
         ({"bookmarks": {}}, "cannot tell which bookmark in .* is this sync's \\(found none\\); pass --stream NAME"),
-        ({"bookmarks": {"db.public.accounts": {"version": 1}}}, "bookmarks.db.public.accounts.replication_key_value is missing"),
+        ({"bookmarks": {"db.public.accounts": 1}}, "bookmarks.db.public.accounts is not a bookmark"),
         ({"bookmarks": {"accounts": {"replication_key": "created_at", "replication_key_value": 1}}},
          "the Singer bookmark is on 'created_at' but the sync's replication_key is 'updated_at'"),
     ],

@@ -16,15 +16,30 @@ from pendo_sync.warehouse.engines import backend_of
 from pendo_sync_tests.world import World
 
 BOOKMARK = "2026-10-29T00:00:00.000Z"
+ABSENT = object()
 
 
-def singer_state(tmp_path: Path) -> Path:
+def singer_state(tmp_path: Path, **bookmark: object) -> Path:
+    """A Singer state file with the bookmark of the visitors' stream: by default at BOOKMARK; a keyword set
+    to ABSENT leaves that key out."""
     path = tmp_path / "state.json"
-    bookmark = {"replication_key": "updated_at", "replication_key_value": BOOKMARK, "version": 1516304171710}
+    bookmark = {
+        "replication_key": "updated_at",
+        "replication_key_value": BOOKMARK,
+        "version": 1516304171710,
+    } | bookmark
+    bookmark = {k: v for k, v in bookmark.items() if v is not ABSENT}
     path.write_text(
         json.dumps({"currently_syncing": None, "bookmarks": {"analytics.public.visitors": bookmark}})
     )
     return path
+
+
+def point_at(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", world.url)
+    monkeypatch.setenv("PENDO_BASE_URL", world.server.base_url)
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", world.key)
+    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
 
 
 def with_key_type(world: World, key_type: str) -> None:
@@ -52,10 +67,7 @@ def test_an_incremental_run_after_a_singer_import_sends_the_rows_past_the_bookma
         )[0][0]
     )
     assert expected > 0
-    monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", world.url)
-    monkeypatch.setenv("PENDO_BASE_URL", world.server.base_url)
-    monkeypatch.setenv("PENDO_INTEGRATION_KEY", world.key)
-    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
+    point_at(world, monkeypatch)
     assert main(["state", "import-singer", "visitors", str(singer_state(tmp_path))]) == 0
     assert capsys.readouterr().out.startswith("Imported: state version 1;")
     world.emulator.reset_stats()
@@ -91,12 +103,51 @@ def test_rows_without_a_key_are_not_taken_for_sent_by_a_singer_import(
     ][:3]
     for visitor in keyless:
         world.sql("UPDATE visitors SET updated_at = NULL WHERE visitor_id = :v", v=visitor)
-    monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", world.url)
-    monkeypatch.setenv("PENDO_BASE_URL", world.server.base_url)
-    monkeypatch.setenv("PENDO_INTEGRATION_KEY", world.key)
-    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
+    point_at(world, monkeypatch)
     assert main(["state", "import-singer", "visitors", str(singer_state(tmp_path))]) == 0
     assert set(keyless).isdisjoint(world.store.ledger.rows("visitors"))
     world.emulator.reset_stats()
     assert main(["run", "visitors", "--accept-rejects", "--json"]) == 0, capsys.readouterr().err
     assert set(keyless) <= set(world.emulator.received_ids)
+
+
+@pytest.mark.parametrize("value", [None, ABSENT], ids=["null", "absent"])
+def test_a_bookmark_without_a_value_marks_no_row_and_the_first_run_sends_every_row(
+    world: World, value: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """Singer writes a bookmark's value once it has synced a row past it: without one, the old pipeline
+    synced nothing of the stream (or ran it full-table), so nothing is known to be in Pendo."""
+    point_at(world, monkeypatch)
+    assert (
+        main(["state", "import-singer", "visitors", str(singer_state(tmp_path, replication_key_value=value))])
+        == 0
+    )
+    assert capsys.readouterr().out == (
+        "Nothing imported: the Singer bookmark holds no replication_key_value, so the old pipeline synced none "
+        "of the rows; the first run of visitors sends every row.\n"
+    )
+    world.store.ensure_schema()
+    assert world.store.ledger.rows("visitors") == {}
+    assert world.store.versions.all("visitors") == []
+    world.emulator.reset_stats()
+    assert main(["run", "visitors", "--accept-rejects", "--json"]) == 0, capsys.readouterr().err
+    sendable = world.sql("SELECT count(*) FROM visitors WHERE nps IS NULL OR nps <> 'n/a'")[0][0]
+    assert len(world.emulator.received_ids) == sendable
+
+
+def test_a_bookmark_past_the_newest_key_marks_every_row_and_the_first_run_moves_the_cursor_back(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """Legitimate (the old pipeline synced everything), and past the ceiling a run's cursor may take."""
+    point_at(world, monkeypatch)
+    state_file = singer_state(tmp_path, replication_key_value="2099-01-01T00:00:00Z")
+    assert main(["state", "import-singer", "visitors", str(state_file)]) == 0
+    keyed = world.sql("SELECT count(*) FROM visitors WHERE updated_at IS NOT NULL")[0][0]
+    assert capsys.readouterr().out == (
+        f"Imported: state version 1; {keyed:,} rows up to the bookmark marked as already in Pendo.\n"
+    )
+    world.emulator.reset_stats()
+    assert main(["run", "visitors", "--accept-rejects", "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["counts"]["sent"] == 0
+    newest = world.sql("SELECT max(updated_at) FROM visitors")[0][0]
+    assert world.store.versions.current_cursor("visitors") == newest
