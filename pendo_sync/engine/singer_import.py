@@ -3,6 +3,7 @@ the bookmark enter the ledger as already confirmed, so the first run does not re
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,20 @@ from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
 from pendo_sync.warehouse.slices import Slice
 
+# What a key of each kind (key_kind) takes from a bookmark, as align_cursor makes it; in words; an example.
+_FORMS: dict[str | None, tuple[type | tuple[type, ...], str, str]] = {
+    "timestamp": (dt.datetime, "an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
+    "timestamptz": (dt.datetime, "an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
+    "date": (dt.date, "an ISO 8601 date", '"2026-10-29"'),
+    "integer": ((int, float), "a number", "1234"),
+    "number": ((int, float), "a number", "1234"),
+    "string": (str, "text", '"abc"'),
+    None: ((str, int, float), "text or a number", '"2026-10-29T00:00:00Z"'),
+}
 
-def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -> Any:
-    """The bookmark value for the sync's stream in a Singer state file, as the file has it (text or number);
+
+def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -> tuple[str, Any]:
+    """The sync's stream in a Singer state file and its bookmark value, as the file has it (text or number);
     None where the bookmark has none (Singer synced nothing of the stream, or ran it full-table)."""
     try:
         document = json.loads(Path(path).read_text())
@@ -48,7 +60,24 @@ def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -
             f"sync {spec.name!r}: the Singer bookmark is on {key!r} but the sync's replication_key is "
             f"{spec.replication_key!r}; make them the same column"
         )
-    return bookmark.get("replication_key_value")
+    return stream, bookmark.get("replication_key_value")
+
+
+def bookmark_cursor(spec: SyncSpec, stream: str, value: Any, kind: str | None) -> Any:
+    """The bookmark as a cursor of the key's kind (key_kind); one the key cannot take is refused."""
+    takes, what, example = _FORMS[kind]
+    try:
+        cursor = None if isinstance(value, bool) else align_cursor(value, kind)  # JSON's true is no number
+    except ValueError:  # text that is no date or number
+        cursor = None
+    if isinstance(cursor, takes):
+        return cursor
+    raise StateError(
+        f"sync {spec.name!r}: the Singer bookmark of stream {stream!r} holds {json.dumps(value)}, which is not a "
+        f"value of {spec.replication_key} ({what}); set its replication_key_value to the newest "
+        f"{spec.replication_key} the old pipeline synced (such as {example}), or remove it to have the first "
+        "run send every row"
+    )
 
 
 def import_singer_state(
@@ -65,9 +94,10 @@ def import_singer_state(
         raise StateError(f"sync {spec.name!r} has no replication_key; a Singer bookmark cannot apply to it")
     source = describe_source(warehouse, spec)
     key_type = (source.columns or {}).get(spec.replication_key)
-    bookmark = align_cursor(read_bookmark(path, spec, stream), key_kind(key_type))
-    if bookmark is None:
+    stream, value = read_bookmark(path, spec, stream)
+    if value is None:
         return None, 0
+    bookmark = bookmark_cursor(spec, stream, value, key_kind(key_type))
     state.ensure_schema()
     version = state.versions.record(
         spec.name, "import", "import", bookmark, f"imported from Singer state {Path(path).name}"

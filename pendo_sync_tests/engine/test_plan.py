@@ -105,11 +105,14 @@ def bookmarks(tmp_path: Path, document: object) -> Path:
 def test_read_bookmark_finds_the_stream_of_the_sync_table(tmp_path: Path) -> None:
     value = {"replication_key": "updated_at", "replication_key_value": "2026-10-29T00:00:00Z"}
     path = bookmarks(tmp_path, {"bookmarks": {"db.public.accounts": value, "db.public.visitors": {}}})
-    assert read_bookmark(path, SPEC) == "2026-10-29T00:00:00Z"
+    assert read_bookmark(path, SPEC) == ("db.public.accounts", "2026-10-29T00:00:00Z")
     wrapped = bookmarks(tmp_path, {"type": "STATE", "value": {"bookmarks": {"accounts": value}}})
-    assert read_bookmark(wrapped, SPEC) == "2026-10-29T00:00:00Z"
+    assert read_bookmark(wrapped, SPEC) == ("accounts", "2026-10-29T00:00:00Z")
     # A full-table stream's bookmark, or one whose tap synced nothing yet: no value.
-    assert read_bookmark(bookmarks(tmp_path, {"bookmarks": {"accounts": {"version": 1}}}), SPEC) is None
+    assert read_bookmark(bookmarks(tmp_path, {"bookmarks": {"accounts": {"version": 1}}}), SPEC) == (
+        "accounts",
+        None,
+    )
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ the bookmark."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 
 from pendo_sync.cli import main
 from pendo_sync.dagster.build import build_definitions
+from pendo_sync.engine.singer_import import import_singer_state
+from pendo_sync.state.versions import StateError
 from pendo_sync.warehouse.engines import backend_of
 from pendo_sync_tests.world import World
 
@@ -151,3 +154,98 @@ def test_a_bookmark_past_the_newest_key_marks_every_row_and_the_first_run_moves_
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["counts"]["sent"] == 0
     newest = world.sql("SELECT max(updated_at) FROM visitors")[0][0]
     assert world.store.versions.current_cursor("visitors") == newest
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (1700000000, "1700000000"),
+        ("garbage", '"garbage"'),
+        ({"a": 1}, '{"a": 1}'),
+        ("2026-13-45", '"2026-13-45"'),
+        ("99999-01-01", '"99999-01-01"'),
+    ],
+)
+def test_a_bookmark_the_key_cannot_take_is_refused_in_one_line_and_writes_nothing(
+    world: World, value: object, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """It reached the warehouse (a conversion error and the whole SQL, as an internal error) after the
+    import's state version was written, and every later run failed on that cursor."""
+    point_at(world, monkeypatch)
+    assert (
+        main(["state", "import-singer", "visitors", str(singer_state(tmp_path, replication_key_value=value))])
+        == 2
+    )
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"pendo-sync: sync 'visitors': the Singer bookmark of stream 'analytics.public.visitors' holds {shown}, "
+        "which is not a value of updated_at (an ISO 8601 time of the years 1 to 9999); set its "
+        "replication_key_value to the newest updated_at the old pipeline synced (such as "
+        '"2026-10-29T00:00:00Z"), or remove it to have the first run send every row\n'
+    )
+    world.store.ensure_schema()
+    assert world.store.versions.all("visitors") == []
+    assert world.store.ledger.rows("visitors") == {}
+    assert main(["run", "visitors", "--accept-rejects", "--json"]) == 0, capsys.readouterr().err
+
+
+def accounts_state(tmp_path: Path, key: str, value: object) -> Path:
+    path = tmp_path / "state.json"
+    bookmark = {"replication_key": key, "replication_key_value": value}
+    path.write_text(json.dumps({"bookmarks": {"db.public.accounts": bookmark}}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what", "example"),
+    [
+        ("renewal_date", "garbage", "an ISO 8601 date", '"2026-10-29"'),
+        ("renewal_date", 20261029, "an ISO 8601 date", '"2026-10-29"'),
+        ("seats", "many", "a number", "1234"),
+        ("seats", True, "a number", "1234"),
+        ("arr", [1], "a number", "1234"),
+        ("plan", 3, "text", '"abc"'),
+    ],
+)
+def test_a_bookmark_is_checked_against_the_keys_type_whatever_the_type(
+    world: World, key: str, value: object, what: str, example: str, tmp_path: Path
+):
+    with pytest.raises(StateError) as raised:
+        import_singer_state(
+            world.spec("accounts", replication_key=key),
+            world.engine,
+            world.store,
+            accounts_state(tmp_path, key, value),
+        )
+    assert str(raised.value) == (
+        f"sync 'accounts': the Singer bookmark of stream 'db.public.accounts' holds {json.dumps(value)}, which "
+        f"is not a value of {key} ({what}); set its replication_key_value to the newest {key} the old pipeline "
+        f"synced (such as {example}), or remove it to have the first run send every row"
+    )
+    world.store.ensure_schema()
+    assert world.store.versions.all("accounts") == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "cursor"),
+    [
+        ("renewal_date", "2026-10-29", dt.date(2026, 10, 29)),
+        ("seats", "12", 12),
+        ("seats", 12, 12),
+        ("arr", 1234.5, 1234.5),
+        ("plan", "pro", "pro"),
+    ],
+)
+def test_a_bookmark_of_the_keys_type_is_imported(
+    world: World, key: str, value: object, cursor: object, tmp_path: Path
+):
+    path = accounts_state(tmp_path, key, value)
+    up_to = world.sql(f"SELECT count(*) FROM accounts WHERE {key} <= :cursor", cursor=cursor)[0][0]
+    assert import_singer_state(
+        world.spec("accounts", replication_key=key), world.engine, world.store, path
+    ) == (
+        1,
+        up_to,
+    )
+    assert world.store.versions.current_cursor("accounts") == cursor
