@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ChangeSet
-from pendo_sync.engine.preflight import describe_source
+from pendo_sync.engine.preflight import PreflightError, describe_source, warehouse_problems
 from pendo_sync.state.cursor import align_cursor, key_kind
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
@@ -93,6 +93,9 @@ def import_singer_state(
     if not spec.replication_key:
         raise StateError(f"sync {spec.name!r} has no replication_key; a Singer bookmark cannot apply to it")
     source = describe_source(warehouse, spec)
+    problems = warehouse_problems(spec, source)  # a missing table or column, as a run says it
+    if problems:
+        raise PreflightError(problems, source)
     key_type = (source.columns or {}).get(spec.replication_key)
     stream, value = read_bookmark(path, spec, stream)
     if value is None:

@@ -249,3 +249,24 @@ def test_a_bookmark_of_the_keys_type_is_imported(
         up_to,
     )
     assert world.store.versions.current_cursor("accounts") == cursor
+
+
+def test_a_source_without_its_table_or_key_is_refused_before_anything_is_written(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """The import reached the warehouse (an internal error and the whole SQL) after writing its version."""
+    point_at(world, monkeypatch)
+    world.sql("ALTER TABLE visitors DROP COLUMN updated_at")
+    assert main(["state", "import-singer", "visitors", str(singer_state(tmp_path))]) == 1
+    assert capsys.readouterr().err == (
+        "pendo-sync: sync 'visitors': replication_key 'updated_at' is not in visitors; columns are: account_id, "
+        "email, is_admin, last_login_at, nps, role, signed_up_at, visitor_id\n"
+    )
+    world.sql("DROP TABLE visitors")
+    assert main(["state", "import-singer", "visitors", str(singer_state(tmp_path))]) == 1
+    assert capsys.readouterr().err == (
+        "pendo-sync: sync 'visitors': table 'visitors' does not exist in the warehouse; check 'table' "
+        "(schema.table) or run pendo-sync discover to list tables\n"
+    )
+    world.store.ensure_schema()
+    assert world.store.versions.all("visitors") == []
