@@ -49,7 +49,12 @@ def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -
                 f"(found {sorted(bookmarks) or 'none'}); pass --stream NAME"
             )
         stream = candidates[0]
-    bookmark = bookmarks.get(stream)
+    if stream not in bookmarks:
+        raise StateError(
+            f"sync {spec.name!r}: {path} has no bookmark for stream {stream!r} (found {sorted(bookmarks)}); "
+            "pass --stream with one of them"
+        )
+    bookmark = bookmarks[stream]
     if not isinstance(bookmark, dict):
         raise StateError(
             f"{path}: bookmarks.{stream} is not a bookmark (an object with replication_key_value)"

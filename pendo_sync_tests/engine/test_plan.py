@@ -155,3 +155,13 @@ def test_a_backfill_window_that_is_empty_or_not_of_the_keys_type_is_refused(worl
         "times (2026-11-01, 2026-11-01T06:00)"
     )
     assert world.store.versions.all("accounts") == []
+
+
+def test_read_bookmark_of_a_stream_the_file_lacks_lists_those_it_has(tmp_path: Path) -> None:
+    path = bookmarks(tmp_path, {"bookmarks": {"db.public.accounts": {"replication_key_value": 1}}})
+    with pytest.raises(StateError) as raised:
+        read_bookmark(path, SPEC, "db.public.acounts")
+    assert str(raised.value) == (
+        f"sync 'accounts': {path} has no bookmark for stream 'db.public.acounts' (found ['db.public.accounts']); "
+        "pass --stream with one of them"
+    )
