@@ -73,9 +73,15 @@ def cmd_state(args: argparse.Namespace) -> int:
         version, rows = import_singer_state(
             config.sync(args.sync), warehouse, state, args.state_file, args.stream
         )
-        print(
-            f"Imported: state version {version}; {rows:,} rows up to the bookmark marked as already in Pendo."
-        )
+        if version is None:
+            print(
+                "Nothing imported: the Singer bookmark holds no replication_key_value, so the old pipeline "
+                f"synced none of the rows; the first run of {args.sync} sends every row."
+            )
+        else:
+            print(
+                f"Imported: state version {version}; {rows:,} rows up to the bookmark marked as already in Pendo."
+            )
     elif args.state_cmd == "unlock":
         state.locks.release(args.sync)
         print(f"Released the lock of {args.sync}.")

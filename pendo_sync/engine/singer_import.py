@@ -3,6 +3,7 @@ the bookmark enter the ledger as already confirmed, so the first run does not re
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,27 @@ from sqlalchemy.engine import Engine
 
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ChangeSet
-from pendo_sync.engine.preflight import describe_source
+from pendo_sync.engine.preflight import PreflightError, describe_source, warehouse_problems
 from pendo_sync.state.cursor import align_cursor, key_kind
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
 from pendo_sync.warehouse.slices import Slice
 
+# What a key of each kind (key_kind) takes from a bookmark, as align_cursor makes it; in words; an example.
+_FORMS: dict[str | None, tuple[type | tuple[type, ...], str, str]] = {
+    "timestamp": (dt.datetime, "an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
+    "timestamptz": (dt.datetime, "an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
+    "date": (dt.date, "an ISO 8601 date", '"2026-10-29"'),
+    "integer": ((int, float), "a number", "1234"),
+    "number": ((int, float), "a number", "1234"),
+    "string": (str, "text", '"abc"'),
+    None: ((str, int, float), "text or a number", '"2026-10-29T00:00:00Z"'),
+}
 
-def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -> Any:
-    """The bookmark value for the sync's stream in a Singer state file, as the file has it (text or number)."""
+
+def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -> tuple[str, Any]:
+    """The sync's stream in a Singer state file and its bookmark value, as the file has it (text or number);
+    None where the bookmark has none (Singer synced nothing of the stream, or ran it full-table)."""
     try:
         document = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -36,16 +49,40 @@ def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -
                 f"(found {sorted(bookmarks) or 'none'}); pass --stream NAME"
             )
         stream = candidates[0]
-    bookmark = bookmarks.get(stream)
-    if not isinstance(bookmark, dict) or "replication_key_value" not in bookmark:
-        raise StateError(f"{path}: bookmarks.{stream}.replication_key_value is missing")
+    if stream not in bookmarks:
+        raise StateError(
+            f"sync {spec.name!r}: {path} has no bookmark for stream {stream!r} (found {sorted(bookmarks)}); "
+            "pass --stream with one of them"
+        )
+    bookmark = bookmarks[stream]
+    if not isinstance(bookmark, dict):
+        raise StateError(
+            f"{path}: bookmarks.{stream} is not a bookmark (an object with replication_key_value)"
+        )
     key = bookmark.get("replication_key")
     if key and spec.replication_key and key != spec.replication_key:
         raise StateError(
             f"sync {spec.name!r}: the Singer bookmark is on {key!r} but the sync's replication_key is "
             f"{spec.replication_key!r}; make them the same column"
         )
-    return bookmark["replication_key_value"]
+    return stream, bookmark.get("replication_key_value")
+
+
+def bookmark_cursor(spec: SyncSpec, stream: str, value: Any, kind: str | None) -> Any:
+    """The bookmark as a cursor of the key's kind (key_kind); one the key cannot take is refused."""
+    takes, what, example = _FORMS[kind]
+    try:
+        cursor = None if isinstance(value, bool) else align_cursor(value, kind)  # JSON's true is no number
+    except ValueError:  # text that is no date or number
+        cursor = None
+    if isinstance(cursor, takes):
+        return cursor
+    raise StateError(
+        f"sync {spec.name!r}: the Singer bookmark of stream {stream!r} holds {json.dumps(value)}, which is not a "
+        f"value of {spec.replication_key} ({what}); set its replication_key_value to the newest "
+        f"{spec.replication_key} the old pipeline synced (such as {example}), or remove it to have the first "
+        "run send every row"
+    )
 
 
 def import_singer_state(
@@ -55,14 +92,20 @@ def import_singer_state(
     path: str | Path,
     stream: str | None = None,
     chunk_rows: int = 10_000,
-) -> tuple[int, int]:
+) -> tuple[int | None, int]:
     """Write a state version at the bookmark (a cursor of the key's type) and ledger rows for every source
-    row up to it."""
+    row up to it: (the version, the rows); (None, 0), writing nothing, where the bookmark has no value."""
     if not spec.replication_key:
         raise StateError(f"sync {spec.name!r} has no replication_key; a Singer bookmark cannot apply to it")
     source = describe_source(warehouse, spec)
+    problems = warehouse_problems(spec, source)  # a missing table or column, as a run says it
+    if problems:
+        raise PreflightError(problems, source)
     key_type = (source.columns or {}).get(spec.replication_key)
-    bookmark = align_cursor(read_bookmark(path, spec, stream), key_kind(key_type))
+    stream, value = read_bookmark(path, spec, stream)
+    if value is None:
+        return None, 0
+    bookmark = bookmark_cursor(spec, stream, value, key_kind(key_type))
     state.ensure_schema()
     version = state.versions.record(
         spec.name, "import", "import", bookmark, f"imported from Singer state {Path(path).name}"

@@ -105,16 +105,21 @@ def bookmarks(tmp_path: Path, document: object) -> Path:
 def test_read_bookmark_finds_the_stream_of_the_sync_table(tmp_path: Path) -> None:
     value = {"replication_key": "updated_at", "replication_key_value": "2026-10-29T00:00:00Z"}
     path = bookmarks(tmp_path, {"bookmarks": {"db.public.accounts": value, "db.public.visitors": {}}})
-    assert read_bookmark(path, SPEC) == "2026-10-29T00:00:00Z"
+    assert read_bookmark(path, SPEC) == ("db.public.accounts", "2026-10-29T00:00:00Z")
     wrapped = bookmarks(tmp_path, {"type": "STATE", "value": {"bookmarks": {"accounts": value}}})
-    assert read_bookmark(wrapped, SPEC) == "2026-10-29T00:00:00Z"
+    assert read_bookmark(wrapped, SPEC) == ("accounts", "2026-10-29T00:00:00Z")
+    # A full-table stream's bookmark, or one whose tap synced nothing yet: no value.
+    assert read_bookmark(bookmarks(tmp_path, {"bookmarks": {"accounts": {"version": 1}}}), SPEC) == (
+        "accounts",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
     ("document", "message"),
     [
         ({"bookmarks": {}}, "cannot tell which bookmark in .* is this sync's \\(found none\\); pass --stream NAME"),
-        ({"bookmarks": {"db.public.accounts": {"version": 1}}}, "bookmarks.db.public.accounts.replication_key_value is missing"),
+        ({"bookmarks": {"db.public.accounts": 1}}, "bookmarks.db.public.accounts is not a bookmark"),
         ({"bookmarks": {"accounts": {"replication_key": "created_at", "replication_key_value": 1}}},
          "the Singer bookmark is on 'created_at' but the sync's replication_key is 'updated_at'"),
     ],
@@ -150,3 +155,13 @@ def test_a_backfill_window_that_is_empty_or_not_of_the_keys_type_is_refused(worl
         "times (2026-11-01, 2026-11-01T06:00)"
     )
     assert world.store.versions.all("accounts") == []
+
+
+def test_read_bookmark_of_a_stream_the_file_lacks_lists_those_it_has(tmp_path: Path) -> None:
+    path = bookmarks(tmp_path, {"bookmarks": {"db.public.accounts": {"replication_key_value": 1}}})
+    with pytest.raises(StateError) as raised:
+        read_bookmark(path, SPEC, "db.public.acounts")
+    assert str(raised.value) == (
+        f"sync 'accounts': {path} has no bookmark for stream 'db.public.acounts' (found ['db.public.accounts']); "
+        "pass --stream with one of them"
+    )
