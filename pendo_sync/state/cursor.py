@@ -10,7 +10,7 @@ source whose driver does not say), a cursor is aligned with the value it is comp
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 _INTEGER_WORDS = ("int", "serial")
@@ -111,4 +111,9 @@ def _timestamp(value: Any) -> dt.datetime | None:
 
 def _number(text: str) -> int | Decimal:
     """A number cursor exactly as it was written (a float would round 123456789012345678.30 down)."""
-    return Decimal(text) if any(c in text for c in ".eEnN") else int(text)
+    if not any(c in text for c in ".eEnN"):
+        return int(text)
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
