@@ -324,3 +324,48 @@ def test_a_port_that_is_not_one_is_a_usage_error(cli, port, capsys):
     with pytest.raises(SystemExit) as exited:
         cli("emulator", "--port", port)
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("padding", [("", "\n"), ("", " "), ("\t", "\r\n"), (" ", "")])
+def test_an_integration_key_read_with_surrounding_whitespace_is_used_without_it(
+    cli, duckdb_world: World, monkeypatch, padding
+):
+    """A key read from a file or a secret store often ends in a newline: httpx refused the header, and the
+    message showed the key in full and blamed PENDO_BASE_URL."""
+    before, after = padding
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", f"{before}emulator-key{after}")
+    for argv in (["check"], ["run", "accounts"], ["verify", "accounts"]):
+        code, _, err = cli(*argv)
+        assert code == 0, (argv, err)
+    assert duckdb_world.emulator.stats()["records_updated"] > 0
+
+
+CONTROL = "a control character (a line break, a tab)"
+NON_ASCII = "a character outside ASCII (a typographic dash or quote)"
+
+
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [
+        ("Zq7-secret-part\r\nX-Other: Wv9-tail", CONTROL),
+        ("Zq7-secret-part\tWv9-tail", CONTROL),
+        ("Zq7-secret-part\x7fWv9-tail", CONTROL),
+        ("Zq7-secret-part–Wv9-tail", NON_ASCII),
+        ("Zq7-secret-partéWv9-tail", NON_ASCII),
+    ],
+)
+def test_an_integration_key_a_header_cannot_carry_is_refused_before_any_call_without_showing_it(
+    cli, duckdb_world: World, monkeypatch, key, what
+):
+    """It was sent as it was: httpx's refusal printed the key and blamed PENDO_BASE_URL, or, for a character
+    outside ASCII, an internal error printed part of it."""
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", key)
+    for argv in (["check"], ["run", "accounts"], ["verify", "accounts"]):
+        code, _, err = cli(*argv)
+        assert (code, only_line(err)) == (
+            2,
+            f"pendo-sync: PENDO_INTEGRATION_KEY holds {what}, which an HTTP header cannot carry; set it "
+            "to the key alone, as Pendo shows it (Settings > Integrations > Integration Keys)",
+        ), argv
+        assert not {"Zq7", "secret-part", "Wv9", "X-Other"} & set(re.findall(r"[\w-]+", err)), err
+    assert duckdb_world.emulator.stats()["statuses"] == {}
