@@ -35,7 +35,7 @@ def connect_warehouse(url: str, password: str | None = None, for_sensor: bool = 
 
 def connect_state(warehouse: Engine, state_url: str, password: str | None, schema: str) -> StateStore:
     """The state store: in the warehouse, or in the separate state database."""
-    engine = make_engine(state_url, password=password) if state_url else warehouse
+    engine = make_engine(state_url, password=password, variable=STATE_URL.name) if state_url else warehouse
     return StateStore(engine, schema)
 
 

@@ -369,3 +369,51 @@ def test_an_integration_key_a_header_cannot_carry_is_refused_before_any_call_wit
         ), argv
         assert not {"Zq7", "secret-part", "Wv9", "X-Other"} & set(re.findall(r"[\w-]+", err)), err
     assert duckdb_world.emulator.stats()["statuses"] == {}
+
+
+def url_message(variable: str) -> str:
+    return (
+        f"pendo-sync: {variable} has an '@' after the one that ends user:password, so part of the password "
+        "would be taken for the host; percent-encode the password's reserved characters: '@' as %40 (and '%' "
+        "as %25, '/' as %2F, ':' as %3A, '?' as %3F, '#' as %23)"
+    )
+
+
+@pytest.mark.parametrize("variable", ["PENDO_SYNC_WAREHOUSE_URL", "PENDO_SYNC_STATE_URL"])
+@pytest.mark.parametrize("after", ["Zq7secret", "Zq7secret/Wv9", "Zq7secret?Wv9", "Zq7secret:Wv9", "Zq7#Wv9"])
+def test_a_url_password_holding_an_unencoded_at_is_refused_before_connecting_without_showing_it(
+    duckdb_world: World, monkeypatch, capsys, variable, after
+):
+    """SQLAlchemy ends the password at its first '@': the driver was given the rest as the host (or the
+    database) and its error showed it: could not translate host name "Zq7secret@127.0.0.1"."""
+    from pendo_sync.cli import main
+
+    url = f"postgresql+psycopg2://postgres:p@ss{after}@127.0.0.1:{closed_port()}/nowhere"
+    monkeypatch.setenv("PENDO_BASE_URL", duckdb_world.server.base_url)
+    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
+    monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", duckdb_world.url)
+    monkeypatch.setenv(variable, url)
+    for argv in (["check"], ["run", "accounts"], ["state", "list", "accounts"]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert (code, only_line(err)) == (2, url_message(variable)), argv
+        assert "Zq7" not in err and "Wv9" not in err and "ss" not in err.replace("password", "")
+
+
+def test_a_user_name_holding_an_at_is_still_read_as_one(cli, monkeypatch):
+    """Azure's PostgreSQL names its users user@server: SQLAlchemy reads that, before the ':', as the user."""
+    port = closed_port()
+    monkeypatch.setenv("PENDO_SYNC_STATE_URL", f"postgresql+psycopg2://me@server:pw@127.0.0.1:{port}/nowhere")
+    code, _, err = cli("state", "list", "accounts")
+    assert code == 4
+    assert only_line(err).startswith("pendo-sync: state: the database could not be reached or refused: ")
+
+
+def test_a_state_url_that_is_not_one_names_the_state_variable(cli, monkeypatch):
+    monkeypatch.setenv("PENDO_SYNC_STATE_URL", "not a url")
+    code, _, err = cli("state", "list", "accounts")
+    assert (code, only_line(err)) == (
+        2,
+        "pendo-sync: PENDO_SYNC_STATE_URL is not an SQLAlchemy URL; use redshift+psycopg2://user:pass@host:5439/db, "
+        "postgresql+psycopg2://user@host:5432/db or duckdb:///path/to/file.duckdb",
+    )
