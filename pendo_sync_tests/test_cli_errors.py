@@ -417,3 +417,30 @@ def test_a_state_url_that_is_not_one_names_the_state_variable(cli, monkeypatch):
         "pendo-sync: PENDO_SYNC_STATE_URL is not an SQLAlchemy URL; use redshift+psycopg2://user:pass@host:5439/db, "
         "postgresql+psycopg2://user@host:5432/db or duckdb:///path/to/file.duckdb",
     )
+
+
+@pytest.mark.postgres
+def test_a_password_the_database_echoes_is_hidden(cli, pg_admin, monkeypatch):
+    """The driver's own words can hold what the URL holds (a host, a database name, a user): the password,
+    wherever it appears in them, is shown as ***."""
+    monkeypatch.setenv(
+        "PENDO_SYNC_STATE_URL", "postgresql+psycopg2://postgres:Zq7-same-as-db@127.0.0.1:5432/Zq7-same-as-db"
+    )
+    code, _, err = cli("state", "list", "accounts")
+    assert code == 4
+    assert 'database "***" does not exist' in only_line(err)
+    assert "Zq7" not in err
+
+
+def test_an_internal_error_never_shows_a_secret(cli, monkeypatch):
+    def fails(_args: object) -> int:
+        raise RuntimeError(f"unexpected, with {os.environ['PENDO_INTEGRATION_KEY']} inside")
+
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", "Zq7-the-real-key")
+    monkeypatch.setattr("pendo_sync.cli.cmd_check", fails)
+    code, _, err = cli("check")
+    assert (code, only_line(err)) == (
+        70,
+        "pendo-sync: internal error: RuntimeError: unexpected, with *** inside; this is a bug in pendo_sync: "
+        "rerun with PENDO_SYNC_TRACEBACK=1 to see where, and report it",
+    )

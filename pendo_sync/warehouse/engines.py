@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from pendo_sync.errors import UsageError
+from pendo_sync.secrets import register_secret
 from pendo_sync.variables import WAREHOUSE_URL
 from pendo_sync.warehouse.errors import WarehouseBusy
 from pendo_sync.warehouse.pg_casts import register_casts
@@ -78,12 +79,13 @@ def make_engine(
     url: str, password: str | None = None, for_sensor: bool = False, variable: str = WAREHOUSE_URL.name
 ) -> Engine:
     """An engine for the URL, ready for chunked reads. `password` (from a secret store) replaces the URL's
-    own, so the URL can stay free of it.
+    own, so the URL can stay free of it; either is hidden from every message from now on (`redact`).
     `for_sensor`: a DuckDB file another process holds is waited for SENSOR_DUCKDB_LOCK_WAIT_SECONDS, not
     DUCKDB_LOCK_WAIT_SECONDS. `variable` names where the URL came from in messages."""
     parsed = normalize_url(url, variable)
     if password:
         parsed = parsed.set(password=password)
+    register_secret(parsed.password or "")
     backend = parsed.get_backend_name()
     if backend == "duckdb":
         database = parsed.database
