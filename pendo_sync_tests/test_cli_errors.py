@@ -444,3 +444,18 @@ def test_an_internal_error_never_shows_a_secret(cli, monkeypatch):
         "pendo-sync: internal error: RuntimeError: unexpected, with *** inside; this is a bug in pendo_sync: "
         "rerun with PENDO_SYNC_TRACEBACK=1 to see where, and report it",
     )
+
+
+def test_delivery_settings_out_of_bounds_are_config_problems(cli, tmp_path: Path):
+    """chunk_rows: 0 was an internal error (range() arg 3 must not be zero) and concurrency: 0 made a run
+    wait forever."""
+    config = write_config(tmp_path, chunk_rows=0, max_batch_records=0)
+    code, _, err = cli("--config", str(config), "run", "accounts")
+    assert (code, err.splitlines()) == (
+        2,
+        [
+            f"pendo-sync: the config has 2 problems in {config}:",
+            "error: delivery.chunk_rows: 0 is not a whole number from 1 to 1,000,000",
+            "error: delivery.max_batch_records: 0 is not a whole number from 1 to 100,000",
+        ],
+    )
