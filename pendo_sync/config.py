@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from pendo_sync.config_values import SYNC_OPTIONS
+from pendo_sync.config_values import DELIVERY_OPTIONS, SYNC_OPTIONS
 from pendo_sync.errors import UsageError
 from pendo_sync.pendo.types import PENDO_TYPES, canonical_type
 from pendo_sync.variables import CONFIG
@@ -255,18 +255,18 @@ def parse_config(raw: Any, source: str = "", lenient: bool = False) -> ProjectCo
 
 
 def _parse_delivery(raw: Any, problems: list[str]) -> DeliverySettings:
-    defaults = DeliverySettings()
     if not isinstance(raw, dict):
         problems.append("delivery: must be a mapping of setting to value")
-        return defaults
+        return DeliverySettings()
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if not hasattr(defaults, key):
-            problems.append(_unknown(key, set(DeliverySettings.__dataclass_fields__), "delivery"))
-        elif not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            problems.append(f"delivery.{key}: {value!r} is not a non-negative number")
-        else:
-            values[key] = type(getattr(defaults, key))(value)
+        if key not in DELIVERY_OPTIONS:
+            problems.append(_unknown(key, set(DELIVERY_OPTIONS), "delivery"))
+            continue
+        try:
+            values[key] = DELIVERY_OPTIONS[key](value)
+        except ValueError as exc:
+            problems.append(f"delivery.{key}: {exc}")
     return DeliverySettings(**values)
 
 

@@ -120,6 +120,48 @@ def change_log(value: Any) -> int:
     return positive_int(value["retention_days"])
 
 
+def whole_number(least: int, most: int) -> Callable[[Any], int]:
+    """A parser of a whole number from `least` to `most`."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise ValueError(f"{value!r} is not a whole number from {least:,} to {most:,}")
+        return value
+
+    return parse
+
+
+def seconds(most: int, zero: str = "") -> Callable[[Any], float]:
+    """A parser of a number of seconds above 0 up to `most`; and 0 too where it means something (`zero`)."""
+
+    def parse(value: Any) -> float:
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        if not number or not (0 < value <= most or (zero and value == 0)):  # NaN fails both
+            low = f"from 0 ({zero}) to" if zero else "above 0, up to"
+            raise ValueError(f"{value!r} is not a number of seconds {low} {most:,}")
+        return float(value)
+
+    return parse
+
+
+# Every delivery setting (config.DeliverySettings) and its parser. Zero is refused where it would stall a
+# run (no call in flight, empty batches or reads); the bounds past the defaults catch a slip of the pen.
+DELIVERY_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "concurrency": whole_number(1, 100),
+    "min_concurrency": whole_number(1, 100),
+    "batch_records": whole_number(1, 100_000),
+    "max_batch_records": whole_number(1, 100_000),
+    "max_batch_bytes": whole_number(1_000, 100_000_000),
+    "target_call_seconds": seconds(300),  # Pendo ends a call at 300 s
+    "request_timeout_seconds": seconds(3600),
+    "max_attempts": whole_number(1, 100),
+    "backoff_base_seconds": seconds(3600, zero="no wait"),
+    "backoff_max_seconds": seconds(3600, zero="no wait"),
+    "runtime_budget_seconds": seconds(7 * 86_400, zero="no budget"),
+    "chunk_rows": whole_number(1, 1_000_000),
+    "progress_every_seconds": seconds(3600),
+}
+
 # Every sync option past the core keys (kind, group, table, query, id_column, fields, on_delete): its parser.
 SYNC_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "replication_key": text,

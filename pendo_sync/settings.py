@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from pendo_sync.config import DeliverySettings
+from pendo_sync.errors import UsageError
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.secrets import read_secret, register_secret
 from pendo_sync.state.store import StateStore
@@ -34,7 +35,7 @@ def connect_warehouse(url: str, password: str | None = None, for_sensor: bool = 
 
 def connect_state(warehouse: Engine, state_url: str, password: str | None, schema: str) -> StateStore:
     """The state store: in the warehouse, or in the separate state database."""
-    engine = make_engine(state_url, password=password) if state_url else warehouse
+    engine = make_engine(state_url, password=password, variable=STATE_URL.name) if state_url else warehouse
     return StateStore(engine, schema)
 
 
@@ -56,12 +57,31 @@ def state_password(secret_id: str) -> str | None:
 
 
 def integration_key(key: str, secret_id: str) -> str:
-    """The key from its secret when one is named (it wins), else the plain value; registered for redaction."""
+    """The key from its secret when one is named (it wins), else the plain value; registered for redaction.
+    Whitespace around it goes (a key read from a file or a secret store often ends in a newline); a key that
+    still holds a character an HTTP header cannot carry is refused here, before any call, without showing it."""
     if secret_id:
-        return read_secret(
+        key = read_secret(
             secret_id, "the Pendo integration key", PENDO_INTEGRATION_KEY_SECRET_ID.name, "integration_key"
         )
+    key = key.strip()
     register_secret(key)
+    unfit = next((c for c in key if not " " <= c <= "~"), None)
+    if unfit is not None:
+        where = (
+            f"AWS Secrets Manager secret {secret_id!r} (set by {PENDO_INTEGRATION_KEY_SECRET_ID.name})"
+            if secret_id
+            else PENDO_INTEGRATION_KEY.name
+        )
+        what = (
+            "a character outside ASCII (a typographic dash or quote)"
+            if unfit > "\x7f"
+            else "a control character (a line break, a tab)"
+        )
+        raise UsageError(
+            f"{where} holds {what}, which an HTTP header cannot carry; set it to the key alone, as Pendo "
+            "shows it (Settings > Integrations > Integration Keys)"
+        )
     return key
 
 

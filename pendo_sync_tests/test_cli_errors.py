@@ -324,3 +324,138 @@ def test_a_port_that_is_not_one_is_a_usage_error(cli, port, capsys):
     with pytest.raises(SystemExit) as exited:
         cli("emulator", "--port", port)
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("padding", [("", "\n"), ("", " "), ("\t", "\r\n"), (" ", "")])
+def test_an_integration_key_read_with_surrounding_whitespace_is_used_without_it(
+    cli, duckdb_world: World, monkeypatch, padding
+):
+    """A key read from a file or a secret store often ends in a newline: httpx refused the header, and the
+    message showed the key in full and blamed PENDO_BASE_URL."""
+    before, after = padding
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", f"{before}emulator-key{after}")
+    for argv in (["check"], ["run", "accounts"], ["verify", "accounts"]):
+        code, _, err = cli(*argv)
+        assert code == 0, (argv, err)
+    assert duckdb_world.emulator.stats()["records_updated"] > 0
+
+
+CONTROL = "a control character (a line break, a tab)"
+NON_ASCII = "a character outside ASCII (a typographic dash or quote)"
+
+
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [
+        ("Zq7-secret-part\r\nX-Other: Wv9-tail", CONTROL),
+        ("Zq7-secret-part\tWv9-tail", CONTROL),
+        ("Zq7-secret-part\x7fWv9-tail", CONTROL),
+        ("Zq7-secret-part–Wv9-tail", NON_ASCII),
+        ("Zq7-secret-partéWv9-tail", NON_ASCII),
+    ],
+)
+def test_an_integration_key_a_header_cannot_carry_is_refused_before_any_call_without_showing_it(
+    cli, duckdb_world: World, monkeypatch, key, what
+):
+    """It was sent as it was: httpx's refusal printed the key and blamed PENDO_BASE_URL, or, for a character
+    outside ASCII, an internal error printed part of it."""
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", key)
+    for argv in (["check"], ["run", "accounts"], ["verify", "accounts"]):
+        code, _, err = cli(*argv)
+        assert (code, only_line(err)) == (
+            2,
+            f"pendo-sync: PENDO_INTEGRATION_KEY holds {what}, which an HTTP header cannot carry; set it "
+            "to the key alone, as Pendo shows it (Settings > Integrations > Integration Keys)",
+        ), argv
+        assert not {"Zq7", "secret-part", "Wv9", "X-Other"} & set(re.findall(r"[\w-]+", err)), err
+    assert duckdb_world.emulator.stats()["statuses"] == {}
+
+
+def url_message(variable: str) -> str:
+    return (
+        f"pendo-sync: {variable} has an '@' after the one that ends user:password, so part of the password "
+        "would be taken for the host; percent-encode the password's reserved characters: '@' as %40 (and '%' "
+        "as %25, '/' as %2F, ':' as %3A, '?' as %3F, '#' as %23)"
+    )
+
+
+@pytest.mark.parametrize("variable", ["PENDO_SYNC_WAREHOUSE_URL", "PENDO_SYNC_STATE_URL"])
+@pytest.mark.parametrize("after", ["Zq7secret", "Zq7secret/Wv9", "Zq7secret?Wv9", "Zq7secret:Wv9", "Zq7#Wv9"])
+def test_a_url_password_holding_an_unencoded_at_is_refused_before_connecting_without_showing_it(
+    duckdb_world: World, monkeypatch, capsys, variable, after
+):
+    """SQLAlchemy ends the password at its first '@': the driver was given the rest as the host (or the
+    database) and its error showed it: could not translate host name "Zq7secret@127.0.0.1"."""
+    from pendo_sync.cli import main
+
+    url = f"postgresql+psycopg2://postgres:p@ss{after}@127.0.0.1:{closed_port()}/nowhere"
+    monkeypatch.setenv("PENDO_BASE_URL", duckdb_world.server.base_url)
+    monkeypatch.delenv("PENDO_SYNC_CONFIG", raising=False)
+    monkeypatch.setenv("PENDO_SYNC_WAREHOUSE_URL", duckdb_world.url)
+    monkeypatch.setenv(variable, url)
+    for argv in (["check"], ["run", "accounts"], ["state", "list", "accounts"]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert (code, only_line(err)) == (2, url_message(variable)), argv
+        assert "Zq7" not in err and "Wv9" not in err and "ss" not in err.replace("password", "")
+
+
+def test_a_user_name_holding_an_at_is_still_read_as_one(cli, monkeypatch):
+    """Azure's PostgreSQL names its users user@server: SQLAlchemy reads that, before the ':', as the user."""
+    port = closed_port()
+    monkeypatch.setenv("PENDO_SYNC_STATE_URL", f"postgresql+psycopg2://me@server:pw@127.0.0.1:{port}/nowhere")
+    code, _, err = cli("state", "list", "accounts")
+    assert code == 4
+    assert only_line(err).startswith("pendo-sync: state: the database could not be reached or refused: ")
+
+
+def test_a_state_url_that_is_not_one_names_the_state_variable(cli, monkeypatch):
+    monkeypatch.setenv("PENDO_SYNC_STATE_URL", "not a url")
+    code, _, err = cli("state", "list", "accounts")
+    assert (code, only_line(err)) == (
+        2,
+        "pendo-sync: PENDO_SYNC_STATE_URL is not an SQLAlchemy URL; use redshift+psycopg2://user:pass@host:5439/db, "
+        "postgresql+psycopg2://user@host:5432/db or duckdb:///path/to/file.duckdb",
+    )
+
+
+@pytest.mark.postgres
+def test_a_password_the_database_echoes_is_hidden(cli, pg_admin, monkeypatch):
+    """The driver's own words can hold what the URL holds (a host, a database name, a user): the password,
+    wherever it appears in them, is shown as ***."""
+    monkeypatch.setenv(
+        "PENDO_SYNC_STATE_URL", "postgresql+psycopg2://postgres:Zq7-same-as-db@127.0.0.1:5432/Zq7-same-as-db"
+    )
+    code, _, err = cli("state", "list", "accounts")
+    assert code == 4
+    assert 'database "***" does not exist' in only_line(err)
+    assert "Zq7" not in err
+
+
+def test_an_internal_error_never_shows_a_secret(cli, monkeypatch):
+    def fails(_args: object) -> int:
+        raise RuntimeError(f"unexpected, with {os.environ['PENDO_INTEGRATION_KEY']} inside")
+
+    monkeypatch.setenv("PENDO_INTEGRATION_KEY", "Zq7-the-real-key")
+    monkeypatch.setattr("pendo_sync.cli.cmd_check", fails)
+    code, _, err = cli("check")
+    assert (code, only_line(err)) == (
+        70,
+        "pendo-sync: internal error: RuntimeError: unexpected, with *** inside; this is a bug in pendo_sync: "
+        "rerun with PENDO_SYNC_TRACEBACK=1 to see where, and report it",
+    )
+
+
+def test_delivery_settings_out_of_bounds_are_config_problems(cli, tmp_path: Path):
+    """chunk_rows: 0 was an internal error (range() arg 3 must not be zero) and concurrency: 0 made a run
+    wait forever."""
+    config = write_config(tmp_path, chunk_rows=0, max_batch_records=0)
+    code, _, err = cli("--config", str(config), "run", "accounts")
+    assert (code, err.splitlines()) == (
+        2,
+        [
+            f"pendo-sync: the config has 2 problems in {config}:",
+            "error: delivery.chunk_rows: 0 is not a whole number from 1 to 1,000,000",
+            "error: delivery.max_batch_records: 0 is not a whole number from 1 to 100,000",
+        ],
+    )

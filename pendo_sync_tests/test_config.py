@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pendo_sync.config import DEMO_CONFIG, ConfigError, load_config, parse_config
+from pendo_sync.config import DEMO_CONFIG, ConfigError, DeliverySettings, load_config, parse_config
+from pendo_sync.config_values import DELIVERY_OPTIONS
 
 GOOD = {
     "syncs": {
@@ -100,6 +101,68 @@ def test_bad_delivery_setting() -> None:
     assert problems_of({**GOOD, "delivery": {"concurency": 3}})[0].startswith(
         "delivery: unknown key 'concurency' (did you mean 'concurrency'?)"
     )
+
+
+@pytest.mark.parametrize(
+    ("delivery", "problems"),
+    [
+        (
+            {"concurrency": 0, "chunk_rows": 0, "max_batch_records": 0, "max_attempts": 0},
+            [
+                "delivery.concurrency: 0 is not a whole number from 1 to 100",
+                "delivery.chunk_rows: 0 is not a whole number from 1 to 1,000,000",
+                "delivery.max_batch_records: 0 is not a whole number from 1 to 100,000",
+                "delivery.max_attempts: 0 is not a whole number from 1 to 100",
+            ],
+        ),
+        (
+            {"min_concurrency": 0, "batch_records": 2.5, "max_batch_bytes": 10, "concurrency": True},
+            [
+                "delivery.min_concurrency: 0 is not a whole number from 1 to 100",
+                "delivery.batch_records: 2.5 is not a whole number from 1 to 100,000",
+                "delivery.max_batch_bytes: 10 is not a whole number from 1,000 to 100,000,000",
+                "delivery.concurrency: True is not a whole number from 1 to 100",
+            ],
+        ),
+        (
+            {
+                "target_call_seconds": 0,
+                "request_timeout_seconds": float("nan"),
+                "progress_every_seconds": -1,
+                "backoff_max_seconds": float("inf"),
+                "runtime_budget_seconds": "1h",
+                "backoff_base_seconds": 3601,
+            },
+            [
+                "delivery.target_call_seconds: 0 is not a number of seconds above 0, up to 300",
+                "delivery.request_timeout_seconds: nan is not a number of seconds above 0, up to 3,600",
+                "delivery.progress_every_seconds: -1 is not a number of seconds above 0, up to 3,600",
+                "delivery.backoff_max_seconds: inf is not a number of seconds from 0 (no wait) to 3,600",
+                "delivery.runtime_budget_seconds: '1h' is not a number of seconds from 0 (no budget) to 604,800",
+                "delivery.backoff_base_seconds: 3601 is not a number of seconds from 0 (no wait) to 3,600",
+            ],
+        ),
+    ],
+)
+def test_every_delivery_setting_is_checked_against_its_bounds(delivery: dict, problems: list[str]) -> None:
+    """concurrency: 0 made a run wait forever for a connection, and chunk_rows: 0 was an internal error
+    (range() arg 3 must not be zero): each was taken as it was, as anything from 0 up was."""
+    assert problems_of({**GOOD, "delivery": delivery}) == problems
+
+
+def test_delivery_settings_at_their_bounds_are_taken() -> None:
+    assert set(DELIVERY_OPTIONS) == set(DeliverySettings.__dataclass_fields__)  # each setting has its bounds
+    least = {
+        "concurrency": 1,
+        "max_batch_bytes": 1000,
+        "backoff_base_seconds": 0,
+        "runtime_budget_seconds": 0,
+    }
+    most = {"chunk_rows": 1_000_000, "target_call_seconds": 300, "request_timeout_seconds": 3600.0}
+    delivery = parse_config({**GOOD, "delivery": {**least, **most, "progress_every_seconds": 0.05}}).delivery
+    assert (delivery.concurrency, delivery.max_batch_bytes, delivery.chunk_rows) == (1, 1000, 1_000_000)
+    assert (delivery.target_call_seconds, delivery.backoff_base_seconds) == (300.0, 0.0)
+    assert isinstance(delivery.target_call_seconds, float) and delivery.progress_every_seconds == 0.05
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pendo_sync.cli.state_commands import cmd_rejects, cmd_state
 from pendo_sync.errors import EXIT_BUG, EXIT_FAILED, PendoSyncError, UsageError
 from pendo_sync.outcome import REJECT_KINDS
 from pendo_sync.pendo.client import EMULATOR_KEY
+from pendo_sync.secrets import redact
 from pendo_sync.variables import TRACEBACK
 from pendo_sync.warehouse.errors import first_line, lost_connection
 
@@ -248,8 +249,8 @@ def _bug(exc: Exception) -> int:
     if TRACEBACK.value():
         raise exc
     print(
-        f"pendo-sync: internal error: {type(exc).__name__}: {exc}; this is a bug in pendo_sync: rerun with "
-        "PENDO_SYNC_TRACEBACK=1 to see where, and report it",
+        f"pendo-sync: internal error: {type(exc).__name__}: {redact(str(exc))}; this is a bug in pendo_sync: "
+        "rerun with PENDO_SYNC_TRACEBACK=1 to see where, and report it",
         file=sys.stderr,
     )
     return EXIT_BUG

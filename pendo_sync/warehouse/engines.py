@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from pendo_sync.errors import UsageError
+from pendo_sync.secrets import register_secret
+from pendo_sync.variables import WAREHOUSE_URL
 from pendo_sync.warehouse.errors import WarehouseBusy
 from pendo_sync.warehouse.pg_casts import register_casts
 
@@ -37,13 +39,20 @@ class WarehouseUrlError(UsageError):
     """A warehouse URL this project cannot use; the message says which form to use instead."""
 
 
-def normalize_url(url: str) -> URL:
-    """Name the driver explicitly: in SQLAlchemy 2.1 a bare postgresql:// means psycopg 3, which we do not ship."""
+def normalize_url(url: str, variable: str = WAREHOUSE_URL.name) -> URL:
+    """Name the driver explicitly: in SQLAlchemy 2.1 a bare postgresql:// means psycopg 3, which we do not ship.
+    `variable` is where the URL came from, for the messages."""
+    if _password_runs_on(url):
+        raise WarehouseUrlError(
+            f"{variable} has an '@' after the one that ends user:password, so part of the password would be "
+            "taken for the host; percent-encode the password's reserved characters: '@' as %40 (and '%' as "
+            "%25, '/' as %2F, ':' as %3A, '?' as %3F, '#' as %23)"
+        )
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with the URL (and password) inside
         raise WarehouseUrlError(
-            "PENDO_SYNC_WAREHOUSE_URL is not an SQLAlchemy URL; use redshift+psycopg2://user:pass@host:5439/db, "
+            f"{variable} is not an SQLAlchemy URL; use redshift+psycopg2://user:pass@host:5439/db, "
             "postgresql+psycopg2://user@host:5432/db or duckdb:///path/to/file.duckdb"
         ) from exc.__class__(type(exc).__name__)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -58,13 +67,25 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str, password: str | None = None, for_sensor: bool = False) -> Engine:
+def _password_runs_on(url: str) -> bool:
+    """An '@' after the one that ends user:password. SQLAlchemy ends a password at its first '@' (a user
+    name may hold one: Azure's user@server), so the rest of a password holding '@' becomes the host, the
+    database or the query, and the driver's errors would show it."""
+    user, colon, rest = url.partition("://")[2].partition(":")
+    return bool(colon) and "/" not in user and "@" in rest.partition("@")[2]
+
+
+def make_engine(
+    url: str, password: str | None = None, for_sensor: bool = False, variable: str = WAREHOUSE_URL.name
+) -> Engine:
     """An engine for the URL, ready for chunked reads. `password` (from a secret store) replaces the URL's
-    own, so the URL can stay free of it. `for_sensor`: a DuckDB file another process holds is waited for
-    SENSOR_DUCKDB_LOCK_WAIT_SECONDS, not DUCKDB_LOCK_WAIT_SECONDS."""
-    parsed = normalize_url(url)
+    own, so the URL can stay free of it; either is hidden from every message from now on (`redact`).
+    `for_sensor`: a DuckDB file another process holds is waited for SENSOR_DUCKDB_LOCK_WAIT_SECONDS, not
+    DUCKDB_LOCK_WAIT_SECONDS. `variable` names where the URL came from in messages."""
+    parsed = normalize_url(url, variable)
     if password:
         parsed = parsed.set(password=password)
+    register_secret(parsed.password or "")
     backend = parsed.get_backend_name()
     if backend == "duckdb":
         database = parsed.database

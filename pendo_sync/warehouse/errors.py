@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from pendo_sync.errors import SyncFailed
+from pendo_sync.secrets import redact
 
 # Errors of the connection itself (killed, unreachable, restarted), as opposed to a statement it refused.
 _CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
@@ -21,10 +22,11 @@ class WarehouseBusy(WarehouseError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The database's own message, first line: what a person needs of it."""
+    """The database's own message, first line: what a person needs of it. Without secrets: the driver may
+    echo what the URL holds (a host, a database name), and a password can be among it."""
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(orig).__name__
+    return redact(lines[0]) if lines else type(orig).__name__
 
 
 def database_failure(

@@ -35,7 +35,9 @@ from pendo_sync.config import load_config
 from pendo_sync.dagster.alerts import Alert, AlertsResource, alerts_from_env
 from pendo_sync.dagster.build import build_definitions
 from pendo_sync.dagster.resources import build_resources
+from pendo_sync.errors import UsageError
 from pendo_sync.secrets import SecretUnavailable, read_secret
+from pendo_sync.settings import integration_key
 from pendo_sync_tests.dagster.conftest import SlackServer
 from pendo_sync_tests.world import ACCOUNTS, World, run_partition_range
 
@@ -782,3 +784,15 @@ def test_the_cli_reads_the_key_from_its_secret_as_the_resources_do(
     assert code == 0, err
     assert json.loads(out.splitlines()[-1])["counts"]["confirmed"] == ACCOUNTS - ACCOUNTS // 50
     assert key not in out + err
+
+
+def test_a_key_from_its_secret_loses_surrounding_whitespace_or_is_refused_naming_the_secret(aws: MotoAws):
+    assert integration_key("a-stale-key", aws.secret("key-from-a-file\n")) == "key-from-a-file"
+    name = aws.secret(json.dumps({"integration_key": "Zq7-part\r\nWv9-part"}))
+    with pytest.raises(UsageError) as raised:
+        integration_key("a-stale-key", name)
+    assert str(raised.value) == (
+        f"AWS Secrets Manager secret '{name}' (set by PENDO_INTEGRATION_KEY_SECRET_ID) holds a control "
+        "character (a line break, a tab), which an HTTP header cannot carry; set it to the key alone, as Pendo "
+        "shows it (Settings > Integrations > Integration Keys)"
+    )
