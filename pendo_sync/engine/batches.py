@@ -78,6 +78,8 @@ class BatchResult:
     rejects: list[Reject] = field(default_factory=list)
     sent: int = 0
     updated: int = 0
+    # The runtime budget stopped it: records neither confirmed nor rejected are not claimed.
+    out_of_time: bool = False
 
     def confirm(self, batch: Batch, i: int | None = None) -> None:
         """Record i of the batch confirmed, or every record of it with i None."""

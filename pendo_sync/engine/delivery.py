@@ -5,11 +5,14 @@ Status handling, in one place:
   200  missing/errors become row rejects, the rest is confirmed
   408  the call ran past Pendo's time limit: split the batch in half, retry the halves
   413  the body was over a limit (a gateway's before Pendo): split the batch in half, as for 408
-  429  wait Retry-After (seconds or HTTP date) and halve concurrency (AIMD)
+  429  wait Retry-After (seconds or HTTP date) and halve concurrency (AIMD); a Retry-After past
+       backoff_max_seconds is waited only that long and counts as a failed attempt
   5xx, timeouts, dropped connections: exponential backoff with jitter, then reject the rows with the reason
   400  a field without a mapping, or a body Pendo cannot read: stop the sync (FatalDeliveryError)
   connection refused through every attempt: Pendo is gone; stop the sync (FatalDeliveryError)
   401/403  the integration key was refused: stop the sync
+A wait (Retry-After or backoff) that would outlast the runtime budget is not waited: the batch is left
+unclaimed, the run ends partial and the next run sends it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +36,10 @@ from pendo_sync.pendo.client import PendoClient, PendoError
 
 class FatalDeliveryError(PendoError):
     """Pendo refused the sync itself (key, field mapping): nothing more can be sent this run."""
+
+
+class OutOfTime(Exception):
+    """A wait before a retry would end past the runtime budget: the batch stops unclaimed."""
 
 
 @dataclass
@@ -103,10 +111,9 @@ class AdaptiveLimit:
             self.in_flight -= 1
             self._changed.notify_all()
 
-    async def wait_if_paused(self) -> None:
-        delay = self.paused_until - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    def pause_left(self) -> float:
+        """Seconds until a Retry-After has passed (0 when none holds callers)."""
+        return max(0.0, self.paused_until - time.monotonic())
 
     def succeeded(self) -> None:
         self.limit = min(self.ceiling, self.limit + 1.0 / max(self.limit, 1.0))
@@ -118,18 +125,18 @@ class AdaptiveLimit:
 
 
 def parse_retry_after(value: str | None, default: float) -> float:
-    """Retry-After as seconds: either a number of seconds or an HTTP date."""
+    """Retry-After as seconds: either a number of seconds or an HTTP date; `default` for anything else.
+    Not bounded here (1e308 and inf pass): the delivery caps a wait at backoff_max_seconds."""
     if not value:
         return default
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, when.timestamp() - time.time())
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return default
+    return default if math.isnan(seconds) else max(0.0, seconds)
 
 
 class Delivery:
@@ -146,7 +153,9 @@ class Delivery:
         settings: DeliverySettings,
         create_missing: bool = False,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        deadline: float | None = None,
     ) -> None:
+        """`deadline`: the time.monotonic() at which the run's budget is spent (None: no budget)."""
         self.client = client
         self.sync_name = sync_name
         self.kind, self.group = kind, group
@@ -156,11 +165,16 @@ class Delivery:
         self.sizer = BatchSizer(settings)
         self.limit = AdaptiveLimit(settings.concurrency, settings.min_concurrency, self.stats)
         self._sleep = sleep
+        self.deadline = deadline
 
     async def send(self, batch: Batch) -> BatchResult:
-        """Deliver one batch (splitting it on 408 and 413) and account for every record in it."""
+        """Deliver one batch (splitting it on 408 and 413) and account for every record in it, or, if the
+        budget runs out while it waits to retry, for those it settled (`out_of_time`: the rest is unclaimed)."""
         result = BatchResult()
-        await self._send_into(batch, result)
+        try:
+            await self._send_into(batch, result)
+        except OutOfTime:
+            result.out_of_time = True
         return result
 
     async def _send_into(self, batch: Batch, result: BatchResult) -> None:
@@ -171,7 +185,7 @@ class Delivery:
             return
         attempts, throttles = 0, 0
         while True:
-            await self.limit.wait_if_paused()
+            await self._wait(self.limit.pause_left())
             started = time.monotonic()
             try:
                 self.stats.calls += 1
@@ -219,9 +233,23 @@ class Delivery:
                 throttles += 1
                 self.stats.throttled += 1
                 self.stats.retries += 1
-                self.limit.throttled(
-                    parse_retry_after(response.headers.get("retry-after"), self._backoff(throttles))
-                )
+                wait = parse_retry_after(response.headers.get("retry-after"), self._backoff(throttles))
+                cap = self.settings.backoff_max_seconds
+                if wait > cap:
+                    # Longer than this sync ever waits (1e308, inf): waited only up to the cap, and a failed
+                    # attempt, so a Pendo that means it makes rejects (retried by later runs), never a hang.
+                    attempts += 1
+                    if attempts >= self.settings.max_attempts:
+                        reason = (
+                            f"Pendo asked to wait {wait:g} s (HTTP 429 Retry-After), longer than "
+                            f"backoff_max_seconds ({cap:g} s)"
+                        )
+                        self._reject_all(
+                            batch, result, "error", f"gave up after {attempts} attempts: {reason}"
+                        )
+                        return
+                    wait = cap
+                self.limit.throttled(wait)
                 if throttles > 20 * self.settings.max_attempts:
                     self._reject_all(
                         batch, result, "error", f"still rate limited (HTTP 429) after {throttles} waits"
@@ -248,8 +276,16 @@ class Delivery:
             self._reject_all(batch, result, "error", f"gave up after {attempts} attempts: {reason}")
             return True
         self.stats.retries += 1
-        await self._sleep(self._backoff(attempts))
+        await self._wait(self._backoff(attempts))
         return False
+
+    async def _wait(self, seconds: float) -> None:
+        """Wait before a retry; OutOfTime if the wait and the call after it would end past the budget."""
+        if seconds <= 0:
+            return
+        if self.deadline is not None and time.monotonic() + seconds + self.sizer.call_seconds > self.deadline:
+            raise OutOfTime
+        await self._sleep(seconds)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: a random wait up to base * 2^attempt, capped."""

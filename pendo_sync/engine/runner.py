@@ -172,8 +172,15 @@ class Runner:
         if self.spec.existing_ids_only:
             # Rows the existence filter keeps back: accounted for, never sent (invariant 4).
             self.counts.not_in_pendo = self.changes.count_not_in_pendo()
+        budget = self.settings.runtime_budget_seconds
         self.delivery = Delivery(
-            client, self.spec.name, self.spec.kind, self.spec.group, self.settings, self.spec.create_missing
+            client,
+            self.spec.name,
+            self.spec.kind,
+            self.spec.group,
+            self.settings,
+            self.spec.create_missing,
+            deadline=self._started + budget if budget else None,
         )
         sizer = self.delivery.sizer
         reader = threading.Thread(
@@ -209,10 +216,12 @@ class Runner:
                         self.counts.deleted += len(item)
                     await self._record(BatchOutcome(forgotten=item))
                 elif kind == "batch":
+                    # The budget is checked once a slot is free: a call may have stopped at it meanwhile.
+                    await self.delivery.limit.acquire()
                     if self._budget_spent():
+                        await self.delivery.limit.release()
                         self.stopped_early = True
                         break
-                    await self.delivery.limit.acquire()
                     task = asyncio.create_task(self._deliver(item))
                     tasks.add(task)
                     task.add_done_callback(finished)
@@ -237,6 +246,8 @@ class Runner:
     def _budget_spent(self) -> bool:
         """Near the runtime budget, stop taking batches so the in-flight ones can finish inside it."""
         budget = self.settings.runtime_budget_seconds
+        if self.stopped_early:  # a batch stopped at the budget already
+            return True
         if not budget or self.delivery is None:
             return False
         elapsed = time.monotonic() - self._started
@@ -248,6 +259,9 @@ class Runner:
         assert self.delivery is not None
         try:
             result = await self.delivery.send(batch)
+            # A wait before a retry would have passed the budget: what was settled is recorded, the rest
+            # of the batch is not claimed, and the next run sends it.
+            self.stopped_early |= result.out_of_time
             await self._record_result(result)
         finally:
             await self.delivery.limit.release()

@@ -15,9 +15,12 @@ from pendo_sync.engine.preflight import PreflightError
 from pendo_sync.pendo.client import PendoAuthError
 from pendo_sync.pendo.emulator import Fault
 from pendo_sync_tests.expected import expected_fields
-from pendo_sync_tests.world import ACCOUNTS, World
+from pendo_sync_tests.world import ACCOUNTS, TEST_DELIVERY, World
 
 PRESENT = ACCOUNTS - ACCOUNTS // 50
+# A Retry-After past backoff_max_seconds (TEST_DELIVERY's 0.05 s) is waited only that long and counts as a
+# failed attempt: the emulator's 0.2 s needs a longer backoff_max_seconds to be obeyed.
+OBEYS_RETRY_AFTER = dataclasses.replace(TEST_DELIVERY, backoff_max_seconds=1)
 
 
 def assert_pendo_equals_source(world: World) -> None:
@@ -33,7 +36,7 @@ def test_429_waits_for_retry_after_and_loses_nothing(duckdb_world: World):
     world = duckdb_world
     world.emulator.settings.retry_after_s = 0.2
     world.emulator.inject_faults([Fault("429", count=3)])
-    outcome = world.run("accounts")
+    outcome = world.run("accounts", delivery=OBEYS_RETRY_AFTER)
     assert world.emulator.stats()["statuses"][429] == 3
     assert outcome.counts["throttled"] == 3
     assert outcome.duration_seconds >= 0.2  # waited Retry-After
@@ -47,7 +50,7 @@ def test_rate_limit_bucket_throttles_concurrency_and_every_record_lands(duckdb_w
     world.emulator.settings.max_calls_per_s = 5
     world.emulator.settings.retry_after_s = 0.2
     outcome = world.run(
-        "accounts", delivery=dataclasses.replace(world.delivery, batch_records=10, max_batch_records=10)
+        "accounts", delivery=dataclasses.replace(OBEYS_RETRY_AFTER, batch_records=10, max_batch_records=10)
     )
     assert world.emulator.stats()["statuses"].get(429, 0) > 0
     assert outcome.counts["updated"] == PRESENT
@@ -181,6 +184,58 @@ def test_runtime_budget_ends_the_run_cleanly_and_the_next_run_resumes(duckdb_wor
     # Nothing confirmed is resent (ids found missing wait for missing_retry_seconds).
     assert confirmed + first.counts["missing"] == first.counts["sent"]
     assert world.emulator.stats()["records_received"] == ACCOUNTS - first.counts["sent"]
+    assert_pendo_equals_source(world)
+
+
+@pytest.mark.timeout(30)  # before the fix, the run slept out the whole wait: an hour
+@pytest.mark.parametrize(
+    "fault", [Fault("429", retry_after_s=3600), Fault("status", status=500)], ids=["retry-after", "backoff"]
+)
+def test_a_wait_past_the_budget_ends_the_run_partial_and_the_next_run_sends_the_batch(
+    duckdb_world: World, fault: Fault
+):
+    """A Retry-After or a backoff that would end past the runtime budget is not waited out: the run ends
+    `partial` at once, the batch unconfirmed and not rejected, and the next run sends it."""
+    world = duckdb_world
+    world.emulator.inject_faults([fault])
+    tight = dataclasses.replace(
+        world.delivery,
+        runtime_budget_seconds=1,
+        concurrency=1,
+        backoff_base_seconds=3600,
+        backoff_max_seconds=3600,
+    )
+    first = world.run("accounts", delivery=tight)
+    assert first.status == "partial"
+    assert first.duration_seconds < 30
+    assert (first.counts["sent"], first.counts["confirmed"], first.counts["rejected"]) == (0, 0, 0)
+    assert world.store.ledger.count("accounts") == 0
+    assert world.store.rejects.outstanding("accounts") == []
+    assert all(v == {} for v in world.emulator.records("account").values())
+    second = world.run("accounts")
+    assert second.status == "complete"
+    assert_pendo_equals_source(world)
+
+
+@pytest.mark.timeout(30)  # before the fix, a Retry-After of 1e308 or inf was waited out: forever
+@pytest.mark.parametrize("retry_after", [1e308, float("inf")])
+def test_an_absurd_retry_after_is_waited_to_backoff_max_and_counts_as_a_failed_attempt(
+    duckdb_world: World, retry_after: float
+):
+    """No budget: a Retry-After past backoff_max_seconds is waited only that long, and after max_attempts
+    such answers the batch's rows are rejected with the reason; the next run delivers them."""
+    world = duckdb_world
+    failing = dataclasses.replace(world.delivery, max_attempts=2, concurrency=1)
+    world.emulator.inject_faults([Fault("429", retry_after_s=retry_after, count=failing.max_attempts)])
+    first = world.run("accounts", delivery=failing)
+    assert first.status == "with_rejects"
+    errors = world.store.rejects.outstanding("accounts", kind="error")
+    assert len(errors) == 50  # the first batch
+    assert {r["reason"] for r in errors} == {
+        f"gave up after 2 attempts: Pendo asked to wait {retry_after:g} s (HTTP 429 Retry-After), longer "
+        "than backoff_max_seconds (0.05 s)"
+    }
+    world.run("accounts")
     assert_pendo_equals_source(world)
 
 

@@ -13,7 +13,19 @@ from pendo_sync.engine.delivery import AdaptiveLimit, BatchSizer, DeliveryStats,
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [("7", 7.0), ("0.25", 0.25), ("-3", 0.0), (None, 2.0), ("", 2.0), ("soon", 2.0)]
+    ("value", "seconds"),
+    [
+        ("7", 7.0),
+        ("0.25", 0.25),
+        ("-3", 0.0),
+        (None, 2.0),
+        ("", 2.0),
+        ("soon", 2.0),
+        ("nan", 2.0),
+        ("-inf", 0.0),
+        ("1e308", 1e308),
+        ("inf", float("inf")),  # bounded by the delivery (backoff_max_seconds), not here
+    ],
 )
 def test_retry_after_in_seconds_or_absent(value: str | None, seconds: float) -> None:
     assert parse_retry_after(value, default=2.0) == seconds
@@ -76,7 +88,7 @@ def test_adaptive_limit_holds_callers_past_the_limit_and_pauses_for_retry_after(
         await asyncio.wait_for(third, 1)
         limit.throttled(0.1)
         started = time.monotonic()
-        await limit.wait_if_paused()
+        await asyncio.sleep(limit.pause_left())
         return held, time.monotonic() - started
 
     held, paused = asyncio.run(scenario())
