@@ -90,7 +90,7 @@ class RunCounts:
     @property
     def done(self) -> int:
         """What progress counts: every record sent, and every row settled without a call."""
-        return self.sent + self.invalid + self.duplicate
+        return self.sent + self.invalid + self.duplicate + self.not_in_pendo
 
     @property
     def reject_share(self) -> float:

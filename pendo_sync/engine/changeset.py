@@ -26,6 +26,7 @@ from pendo_sync.state.bulk import chunks
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.tables import utcnow
 from pendo_sync.warehouse.diff import (
+    PENDO_LACKS,
     UNKNOWN_PREV,
     ChangeSetSQL,
     DiffState,
@@ -203,15 +204,7 @@ class ChangeSet:
 
     def count_changed(self) -> int:
         """Size of the change set; -1 with a separate state database (it would cost a pass)."""
-        return self.reader.count_changed(existing_only=True)
-
-    def count_not_in_pendo(self) -> int:
-        """Changed rows the existence filter holds back (ids absent from Pendo's list); -1 when unknown."""
-        if not self.spec.existing_ids_only:
-            return 0
-        if not self.ledger_in_warehouse:
-            return -1
-        return self.reader.count_changed(existing_only=False) - self.reader.count_changed(existing_only=True)
+        return self.reader.count_changed()
 
     @cached_property
     def parts(self) -> list[Part | None]:
@@ -241,7 +234,7 @@ class _Reader:
     def vanished_rejects(self, chunk_rows: int, other_than: str | None) -> Iterator[list[str]]:
         raise NotImplementedError
 
-    def count_changed(self, existing_only: bool) -> int:
+    def count_changed(self) -> int:
         raise NotImplementedError
 
 
@@ -282,11 +275,9 @@ class _JoinInWarehouse(_Reader):
         for rows in stream_rows(c.warehouse, c.sql.gone_rejects(c.diff_state(), other_than), chunk_rows):
             yield [r[0] for r in rows]
 
-    def count_changed(self, existing_only: bool) -> int:
+    def count_changed(self) -> int:
         c = self.changes
         state = c.diff_state()
-        if not existing_only:
-            state = DiffState(state.sync_name, state.ledger, state.rejects, state.retry_flags, None)
         with c.warehouse.connect() as conn:
             return sum(
                 int(conn.execute(count_of(c.sql.changed(state, part))).scalar() or 0) for part in c.parts
@@ -352,9 +343,11 @@ class _Streamed(_Reader):
                 if c.full_refresh or retry or confirmed.get(record_id) != row_hash:
                     new = not c.full_refresh and record_id not in confirmed
                     changed.append(flagged(r, new=new, retried=bool(retry)))
-        if changed and c.spec.existing_ids_only:
+        if changed and c.spec.existing_ids_only:  # rows of ids Pendo's list lacks: marked (diff.py)
             known = c.state.ledger.pendo_ids_among(c.spec.name, [r[ROW_ID] for r in changed])
-            changed = [r for r in changed if r[ROW_ID] in known]
+            changed = [
+                r if r[ROW_ID] in known else (*r[:ROW_PREV], PENDO_LACKS, *r[ROW_RETRY:]) for r in changed
+            ]
         return changed
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
@@ -371,5 +364,5 @@ class _Streamed(_Reader):
             if gone:
                 yield gone
 
-    def count_changed(self, existing_only: bool) -> int:
+    def count_changed(self) -> int:
         return -1  # unknown without a full pass; progress shows no ETA

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +24,14 @@ import sqlalchemy as sa
 
 from pendo_sync.config import DeliverySettings, SyncSpec
 from pendo_sync.engine.batches import Batch, Batcher, BatchResult
-from pendo_sync.engine.changeset import ROW_RETRY, ChangeSet
+from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ROW_PREV, ROW_RETRY, ChangedRow, ChangeSet
 from pendo_sync.engine.delivery import Delivery
 from pendo_sync.engine.records import RecordEncoder
 from pendo_sync.outcome import Reject, RunCounts, reject_id
 from pendo_sync.pendo.client import PendoClient
 from pendo_sync.state.ledger import BatchOutcome
 from pendo_sync.state.store import StateStore
+from pendo_sync.warehouse.diff import PENDO_LACKS
 from pendo_sync.warehouse.errors import database_failure
 
 log = logging.getLogger("pendo_sync")
@@ -124,9 +125,11 @@ class Runner:
     def _read_all(self, batcher: Batcher) -> None:
         produced = 0  # records and rows settled without a call: what progress counts once all is delivered
         for chunk in self.changes.changed_rows(self.settings.chunk_rows):
+            retried = sum(1 for row in chunk if row[ROW_RETRY] == 1)
+            if self.spec.existing_ids_only:
+                chunk = self._held_back(chunk)
             batches, invalid = self.encoder.into_batches(chunk, batcher)
             produced += len(chunk)  # each row became a record or an invalid row
-            retried = sum(1 for row in chunk if row[ROW_RETRY] == 1)
             # The chunk's figures and invalid rows first: a run the budget stops after a few of its batches
             # still counts what it read, and records the rows it found invalid.
             self._put(("read", (len(chunk), retried, invalid)))
@@ -159,6 +162,31 @@ class Runner:
         self.total = produced  # every record is queued now: the total is exact from here on
         self._put(("end", None))
 
+    def _held_back(self, chunk: Sequence[ChangedRow]) -> Sequence[ChangedRow]:
+        """existing_ids_only: the chunk less the rows of ids Pendo's list lacks, which are queued as
+        `missing` rejects (every later run retries them as it retries those Pendo reported missing)."""
+        held = [row for row in chunk if row[ROW_PREV] == PENDO_LACKS]
+        if not held:
+            return chunk
+        self._put(
+            (
+                "held",
+                [Reject(reject_id(r[ROW_ID]), r[ROW_HASH], "missing", self._lacks(r[ROW_ID])) for r in held],
+            )
+        )
+        return [row for row in chunk if row[ROW_PREV] != PENDO_LACKS]
+
+    def _lacks(self, record_id: str) -> str:
+        length = self.spec.existing_id_length
+        if length and len(record_id or "") != length:
+            return (
+                f"existing_ids_only sends only ids of {length} characters that Pendo has; this one has "
+                f"{len(record_id or '')}"
+            )
+        return (
+            f"Pendo's list of {self.spec.kind} ids lacks it (existing_ids_only): sent once Pendo has the id"
+        )
+
     def _duplicate(self, record_id: str, rows: int) -> str:
         source = self.spec.table or "the query"
         return (
@@ -169,9 +197,6 @@ class Runner:
     # -- event loop -------------------------------------------------------------------------------
     async def run(self, client: PendoClient) -> None:
         self.total = self.changes.expected_total(with_deletes=self.with_deletes)
-        if self.spec.existing_ids_only:
-            # Rows the existence filter keeps back: accounted for, never sent (invariant 4).
-            self.counts.not_in_pendo = self.changes.count_not_in_pendo()
         budget = self.settings.runtime_budget_seconds
         self.delivery = Delivery(
             client,
@@ -211,6 +236,9 @@ class Runner:
                     self.counts.retried += retried
                     if rejects:
                         await self._record(BatchOutcome(rejects=rejects, log=self.log))
+                elif kind == "held":
+                    self.counts.rows_read += len(item)
+                    await self._record(BatchOutcome(rejects=item, log=self.log), held=True)
                 elif kind in ("forget", "settled"):
                     if kind == "forget":
                         self.counts.deleted += len(item)
@@ -285,9 +313,14 @@ class Runner:
             )
         )
 
-    async def _record(self, batch: BatchOutcome) -> None:
+    async def _record(self, batch: BatchOutcome, held: bool = False) -> None:
+        """Queue a batch's outcome for the state writer. `held`: rows existing_ids_only kept back, counted
+        as not_in_pendo (not as ids Pendo reported missing)."""
         for reject in batch.rejects:
-            self.counts.add_reject(reject.kind)
+            if held:
+                self.counts.not_in_pendo += 1
+            else:
+                self.counts.add_reject(reject.kind)
             sample = self.reject_sample.setdefault(reject.kind, [])
             if len(sample) < SAMPLE_PER_KIND:
                 sample.append(reject)

@@ -43,6 +43,9 @@ HELD_COL = "__pendo_held"  # the hash Pendo recently reported missing: not sent 
 FIELDS_COL = "__pendo_fields"  # with a change log: each mapped value's fingerprint (hashes.py)
 VALUES_COL = "__pendo_values"  # the JSON object of the values the database writes (record_sql.py)
 UNKNOWN_PREV = "?"
+# existing_ids_only: the prev of a changed row whose id Pendo's list lacks (no hash looks like it); the run
+# rejects the row as missing (engine/runner.py) and every later run retries it as those are.
+PENDO_LACKS = "(not in Pendo's list)"
 # DuckDB's row number of a table row: `WHERE rowid BETWEEN a AND b` reads only the row groups that hold it.
 ROWID: sa.ColumnElement[int] = sa.literal_column("rowid", sa.BigInteger())
 
@@ -193,20 +196,21 @@ class ChangeSetSQL:
     def changed(self, state: DiffState, part: Part | None = None) -> sa.Select[Any]:
         """Rows whose hash the ledger lacks, or that an outstanding reject retries; less ids Pendo recently
         reported missing with the same hash (a full refresh looks at neither; one being continued counts
-        only the ledger rows it confirmed). With existing_ids_only, only ids in the stored list of ids Pendo
-        has. With `part`, one part of the ids (both join sides)."""
+        only the ledger rows it confirmed). With existing_ids_only, the rows of ids the stored list of ids
+        Pendo has lacks come with PENDO_LACKS as their prev. With `part`, one part of the ids (both join
+        sides)."""
         hashed = self.source_rows(state.retry_flags, part)
         ledger = state.ledger
-        stmt = self.rows(hashed, None if self.full_refresh else ledger.c.row_hash)
+        prev: sa.ColumnElement[Any] = sa.literal(UNKNOWN_PREV) if self.full_refresh else ledger.c.row_hash
         if state.pendo_ids is not None:
             known = state.pendo_ids
-            stmt = stmt.where(
-                sa.exists().where(
-                    known.c.sync_name == state.sync_name,
-                    known.c.record_id == hashed.c[ID_COL],
-                    *in_part(known.c.record_id, part),
-                )
+            listed = sa.exists().where(
+                known.c.sync_name == state.sync_name,
+                known.c.record_id == hashed.c[ID_COL],
+                *in_part(known.c.record_id, part),
             )
+            prev = sa.case((~listed, sa.literal(PENDO_LACKS)), else_=prev)
+        stmt = self.rows(hashed, prev)
         if self.full_refresh:
             return stmt
         on_ledger = sa.and_(
