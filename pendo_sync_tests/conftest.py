@@ -78,4 +78,4 @@ def warehouse_url(request: pytest.FixtureRequest) -> str:
 
 
 # The sample warehouse + emulator world (pendo_sync_tests/world.py), for engine and Dagster tests.
-from pendo_sync_tests.world import cli, duckdb_world, pg_world, world  # noqa: E402, F401
+from pendo_sync_tests.world import cli, duckdb_world, every_world, pg_world, world  # noqa: E402, F401

@@ -79,6 +79,23 @@ def duckdb_world(duckdb_url: str) -> Iterator[World]:
     yield from _world(duckdb_url)
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("duckdb", id="duckdb"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+        pytest.param("separate state", id="separate-state", marks=pytest.mark.postgres),
+    ]
+)
+def every_world(request: pytest.FixtureRequest) -> Iterator[World]:
+    """The world with the ledger in a DuckDB warehouse, in a PostgreSQL one, and in a PostgreSQL state
+    database apart from a DuckDB warehouse: each way the change set is read (engine/changeset.py)."""
+    url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "duckdb_url")
+    for world in _world(url):
+        if request.param == "separate state":
+            world.store = StateStore(make_engine(request.getfixturevalue("pg_url")), "pendo_sync")
+        yield world
+
+
 def _world(url: str) -> Iterator[World]:
     engine = make_engine(url)
     create_sample_tables(engine, ACCOUNTS, VISITORS)

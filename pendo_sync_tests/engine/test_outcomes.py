@@ -9,8 +9,6 @@ from typing import Any
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.pendo.emulator import Fault
-from pendo_sync.state.store import StateStore
-from pendo_sync.warehouse.engines import make_engine
 from pendo_sync_tests.world import ACCOUNTS, TEST_DELIVERY, World, write_config
 
 FAILING = replace(TEST_DELIVERY, max_attempts=2)
@@ -82,13 +80,8 @@ def test_run_exits_zero_three_or_four_as_the_run_went(cli, duckdb_world: World, 
     )
 
 
-def test_an_id_too_long_for_pendo_is_rejected_and_every_other_row_lands(world: World):
-    long_id_case(world)
-
-
-def test_an_id_too_long_is_kept_rejected_with_a_separate_state_database(duckdb_world: World, pg_url: str):
-    duckdb_world.store = StateStore(make_engine(pg_url), "pendo_sync")
-    long_id_case(duckdb_world)
+def test_an_id_too_long_for_pendo_is_rejected_and_every_other_row_lands(every_world: World):
+    long_id_case(every_world)
 
 
 def one_field_sync(
@@ -190,13 +183,8 @@ def test_far_dates_and_arrays_of_them_reject_their_rows_on_postgresql(pg_world: 
     )
 
 
-def test_rows_without_an_id_stay_rejected_through_full_runs(world: World):
-    no_id_case(world)
-
-
-def test_rows_without_an_id_stay_rejected_with_a_separate_state_database(duckdb_world: World, pg_url: str):
-    duckdb_world.store = StateStore(make_engine(pg_url), "pendo_sync")
-    no_id_case(duckdb_world)
+def test_rows_without_an_id_stay_rejected_through_full_runs(every_world: World):
+    no_id_case(every_world)
 
 
 def no_id_case(world: World) -> None:

@@ -10,8 +10,6 @@ from dataclasses import replace
 
 from pendo_sync.config import FieldMapping, SyncSpec
 from pendo_sync.pendo.emulator import Fault
-from pendo_sync.state.store import StateStore
-from pendo_sync.warehouse.engines import make_engine
 from pendo_sync_tests.world import TEST_DELIVERY, World
 
 ONCE = replace(TEST_DELIVERY, max_attempts=1)
@@ -29,7 +27,8 @@ def plans_sync(world: World) -> SyncSpec:
     )  # fmt: skip
 
 
-def test_a_write_whose_answer_was_lost_is_cleared_when_its_id_leaves_the_source(world: World):
+def test_a_write_whose_answer_was_lost_is_cleared_when_its_id_leaves_the_source(every_world: World):
+    world = every_world
     spec = plans_sync(world)
     world.sql("INSERT INTO plans VALUES ('a1', 'pro', now())")
     world.run(spec)
@@ -59,8 +58,3 @@ def test_a_failed_clear_is_retried_by_incremental_runs(world: World):
     assert (incremental.status, incremental.counts["cleared"]) == ("complete", 1)
     assert world.emulator.values_of("account", "a2") == {}
     assert world.store.rejects.outstanding("plans") == []
-
-
-def test_owed_clears_with_a_separate_state_database(duckdb_world: World, pg_url: str):
-    duckdb_world.store = StateStore(make_engine(pg_url), "pendo_sync")
-    test_a_write_whose_answer_was_lost_is_cleared_when_its_id_leaves_the_source(duckdb_world)
