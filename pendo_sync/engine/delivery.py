@@ -5,8 +5,8 @@ Status handling, in one place:
   200  missing/errors become row rejects, the rest is confirmed
   408  the call ran past Pendo's time limit: split the batch in half, retry the halves
   413  the body was over a limit (a gateway's before Pendo): split the batch in half, as for 408
-  429  wait Retry-After (seconds or HTTP date) and halve concurrency (AIMD); a Retry-After past
-       backoff_max_seconds is waited only that long and counts as a failed attempt
+  429  wait Retry-After (seconds or HTTP date) and halve concurrency (AIMD); one past
+       MAX_RETRY_AFTER_SECONDS is not waited: the batch is left unclaimed, the run ends partial
   5xx, timeouts, dropped connections: exponential backoff with jitter, then reject the rows with the reason
   400  a field without a mapping, or a body Pendo cannot read: stop the sync (FatalDeliveryError)
   connection refused through every attempt: Pendo is gone; stop the sync (FatalDeliveryError)
@@ -38,8 +38,13 @@ class FatalDeliveryError(PendoError):
     """Pendo refused the sync itself (key, field mapping): nothing more can be sent this run."""
 
 
+# The longest Retry-After a run waits (Pendo's are seconds); a run asked to wait longer stops (OutOfTime).
+MAX_RETRY_AFTER_SECONDS = 900.0
+
+
 class OutOfTime(Exception):
-    """A wait before a retry would end past the runtime budget: the batch stops unclaimed."""
+    """A wait before a retry would end past the runtime budget, or Pendo asked for one longer than a run
+    waits: the batch stops unclaimed."""
 
 
 @dataclass
@@ -126,7 +131,7 @@ class AdaptiveLimit:
 
 def parse_retry_after(value: str | None, default: float) -> float:
     """Retry-After as seconds: either a number of seconds or an HTTP date; `default` for anything else.
-    Not bounded here (1e308 and inf pass): the delivery caps a wait at backoff_max_seconds."""
+    Not bounded here (1e308 and inf pass): the delivery stops past MAX_RETRY_AFTER_SECONDS."""
     if not value:
         return default
     try:
@@ -234,21 +239,8 @@ class Delivery:
                 self.stats.throttled += 1
                 self.stats.retries += 1
                 wait = parse_retry_after(response.headers.get("retry-after"), self._backoff(throttles))
-                cap = self.settings.backoff_max_seconds
-                if wait > cap:
-                    # Longer than this sync ever waits (1e308, inf): waited only up to the cap, and a failed
-                    # attempt, so a Pendo that means it makes rejects (retried by later runs), never a hang.
-                    attempts += 1
-                    if attempts >= self.settings.max_attempts:
-                        reason = (
-                            f"Pendo asked to wait {wait:g} s (HTTP 429 Retry-After), longer than "
-                            f"backoff_max_seconds ({cap:g} s)"
-                        )
-                        self._reject_all(
-                            batch, result, "error", f"gave up after {attempts} attempts: {reason}"
-                        )
-                        return
-                    wait = cap
+                if wait > MAX_RETRY_AFTER_SECONDS:  # an hour, 1e308, inf: the batch is left to the next run
+                    raise OutOfTime
                 self.limit.throttled(wait)
                 if throttles > 20 * self.settings.max_attempts:
                     self._reject_all(

@@ -190,7 +190,8 @@ async def _locked_run(
     status = final_status(runner.counts, runner.stopped_early)
     cursor = planned.target if status in ("complete", "with_rejects") else previous
     note = {
-        "partial": "partial: runtime budget reached; the next run resumes where this one stopped",
+        "partial": "partial: runtime budget reached (or Pendo asked to wait longer than a run waits); the next "
+        "run resumes where this one stopped",
         "failed": "Pendo refused or failed every row it was sent; every row is retried by the next run",
     }.get(status, "")
     if planned.note:

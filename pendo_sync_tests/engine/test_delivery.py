@@ -218,24 +218,31 @@ def test_a_wait_past_the_budget_ends_the_run_partial_and_the_next_run_sends_the_
 
 
 @pytest.mark.timeout(30)  # before the fix, a Retry-After of 1e308 or inf was waited out: forever
-@pytest.mark.parametrize("retry_after", [1e308, float("inf")])
-def test_an_absurd_retry_after_is_waited_to_backoff_max_and_counts_as_a_failed_attempt(
+@pytest.mark.parametrize("retry_after", [3600.0, 1e308, float("inf")])
+def test_a_retry_after_longer_than_a_run_waits_ends_it_partial_with_nothing_claimed(
     duckdb_world: World, retry_after: float
 ):
-    """No budget: a Retry-After past backoff_max_seconds is waited only that long, and after max_attempts
-    such answers the batch's rows are rejected with the reason; the next run delivers them."""
+    """No budget: a Retry-After past MAX_RETRY_AFTER_SECONDS is not waited; the run stops as partial, the
+    batch neither confirmed nor rejected, and the next run delivers it."""
     world = duckdb_world
-    failing = dataclasses.replace(world.delivery, max_attempts=2, concurrency=1)
-    world.emulator.inject_faults([Fault("429", retry_after_s=retry_after, count=failing.max_attempts)])
-    first = world.run("accounts", delivery=failing)
-    assert first.status == "with_rejects"
-    errors = world.store.rejects.outstanding("accounts", kind="error")
-    assert len(errors) == 50  # the first batch
-    assert {r["reason"] for r in errors} == {
-        f"gave up after 2 attempts: Pendo asked to wait {retry_after:g} s (HTTP 429 Retry-After), longer "
-        "than backoff_max_seconds (0.05 s)"
-    }
-    world.run("accounts")
+    world.emulator.inject_faults([Fault("429", retry_after_s=retry_after, count=1)])
+    first = world.run("accounts", delivery=dataclasses.replace(world.delivery, concurrency=1))
+    assert first.status == "partial"
+    assert (first.counts["confirmed"], first.counts["rejected"]) == (0, 0)
+    assert world.store.rejects.outstanding("accounts") == []
+    assert world.run("accounts").status == "complete"
+    assert_pendo_equals_source(world)
+
+
+def test_a_retry_after_past_backoff_max_is_obeyed_not_retried_early(duckdb_world: World):
+    """A Retry-After longer than backoff_max_seconds (and shorter than a run ever waits) is waited out:
+    retrying before it, as an attempt, rejected rows Pendo would have taken."""
+    world = duckdb_world
+    world.emulator.inject_faults([Fault("429", retry_after_s=0.3, count=3)])
+    impatient = dataclasses.replace(world.delivery, max_attempts=2, backoff_max_seconds=0.05, concurrency=1)
+    outcome = world.run("accounts", delivery=impatient)
+    assert (outcome.status, outcome.counts["rejected"]) == ("complete", 0)
+    assert outcome.counts["throttled"] == 3
     assert_pendo_equals_source(world)
 
 
