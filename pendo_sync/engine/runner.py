@@ -126,10 +126,10 @@ class Runner:
         produced = 0  # records and rows settled without a call: what progress counts once all is delivered
         for chunk in self.changes.changed_rows(self.settings.chunk_rows):
             retried = sum(1 for row in chunk if row[ROW_RETRY] == 1)
+            produced += len(chunk)  # each row becomes a record, an invalid row or a row held back
             if self.spec.existing_ids_only:
                 chunk = self._held_back(chunk)
             batches, invalid = self.encoder.into_batches(chunk, batcher)
-            produced += len(chunk)  # each row became a record or an invalid row
             # The chunk's figures and invalid rows first: a run the budget stops after a few of its batches
             # still counts what it read, and records the rows it found invalid.
             self._put(("read", (len(chunk), retried, invalid)))
@@ -164,15 +164,14 @@ class Runner:
 
     def _held_back(self, chunk: Sequence[ChangedRow]) -> Sequence[ChangedRow]:
         """existing_ids_only: the chunk less the rows of ids Pendo's list lacks, which are queued as
-        `missing` rejects (every later run retries them as it retries those Pendo reported missing)."""
+        `missing` rejects. They keep no row hash: a reject's hash holds a row back until
+        missing_retry_seconds have passed (state/rejects.py), while these cost no call to look at again,
+        so every run reads them and sends those whose ids Pendo's list (read anew each run) now has."""
         held = [row for row in chunk if row[ROW_PREV] == PENDO_LACKS]
         if not held:
             return chunk
         self._put(
-            (
-                "held",
-                [Reject(reject_id(r[ROW_ID]), r[ROW_HASH], "missing", self._lacks(r[ROW_ID])) for r in held],
-            )
+            ("held", [Reject(reject_id(r[ROW_ID]), "", "missing", self._lacks(r[ROW_ID])) for r in held])
         )
         return [row for row in chunk if row[ROW_PREV] != PENDO_LACKS]
 

@@ -2,7 +2,7 @@
 
 A reject stays until its row lands or leaves the source. Every later run retries it, whatever its mode:
 kinds `invalid`, `error` and `duplicate` always, `missing` (Pendo lacks the id) once
-missing_retry_seconds have passed since Pendo last said so.
+missing_retry_seconds have passed since Pendo last said so (always, for a row existing_ids_only held back).
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ class Rejects:
         its slice; `held_hash` is the hash Pendo recently reported missing (not worth a call again yet).
         A subquery for the change set to join on record_id (grouped: robust to older duplicate rows)."""
         r = self.table
-        retry = sa.case((sa.or_(r.c.kind != "missing", r.c.rejected_at <= missing_since), 1), else_=0)
+        # A reject without a hash (a row existing_ids_only held back: engine/runner.py) is retried by every
+        # run: looking at it again costs no call.
+        recheck = sa.or_(r.c.kind != "missing", r.c.rejected_at <= missing_since, r.c.row_hash == "")
+        retry = sa.case((recheck, 1), else_=0)
         held = sa.case((sa.and_(r.c.kind == "missing", r.c.rejected_at > missing_since), r.c.row_hash))
         return (
             sa.select(r.c.record_id, sa.func.max(retry).label("retry"), sa.func.max(held).label("held_hash"))

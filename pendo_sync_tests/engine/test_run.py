@@ -216,11 +216,13 @@ def test_rows_held_back_by_existing_ids_only_are_missing_rejects_every_run_retri
     moved past the row, no incremental run read it again; only a full run sent it (found by a black-box
     hunt; invariant 4). Each is now a `missing` reject, retried as those are."""
     world = every_world
-    spec = world.spec("accounts", existing_ids_only=True, missing_retry_seconds=0)
+    spec = world.spec("accounts", existing_ids_only=True)  # missing_retry_seconds: a day
     source = {r[0] for r in world.sql("SELECT account_id FROM accounts")}
     lacking = sorted(source - set(world.emulator.records("account")))
-    first = world.run(spec, mode="incremental")
+    seen: list = []
+    first = world.run(spec, mode="incremental", progress=seen.append)
     assert first.counts["not_in_pendo"] == len(lacking) == ACCOUNTS // 50
+    assert (seen[-1].done, seen[-1].total) == (ACCOUNTS, ACCOUNTS)  # held rows are settled rows
     rejects = world.store.rejects.outstanding("accounts")
     assert sorted(r["record_id"] for r in rejects) == lacking
     assert {(r["kind"], r["reason"]) for r in rejects} == {
