@@ -16,13 +16,17 @@ _SLACK_WEBHOOK = re.compile(
 )
 _SLACK_TOKEN = re.compile(r"\b(?P<prefix>xox[a-z]-)[A-Za-z0-9-]+")
 
-# Secrets that did not come from PENDO_INTEGRATION_KEY (AWS Secrets Manager): redacted all the same.
+# Secrets that did not come from PENDO_INTEGRATION_KEY (AWS Secrets Manager, URL passwords): redacted all
+# the same, wherever they appear, when they are long enough to hide only themselves: a password of a few
+# letters, starred wherever those letters stood in ordinary words, garbled every message and told itself
+# letter by letter. A short one is still hidden where it stands in a URL (_URL_PASSWORD).
 _REGISTERED_SECRETS: set[str] = set()
+MIN_REDACTED_LENGTH = 8
 
 
 def register_secret(value: str) -> None:
-    """Have `redact` hide this value from now on."""
-    if value:
+    """Have `redact` hide this value from now on (if it is at least MIN_REDACTED_LENGTH long)."""
+    if len(value) >= MIN_REDACTED_LENGTH:
         _REGISTERED_SECRETS.add(value)
 
 

@@ -459,3 +459,15 @@ def test_delivery_settings_out_of_bounds_are_config_problems(cli, tmp_path: Path
             "error: delivery.max_batch_records: 0 is not a whole number from 1 to 100,000",
         ],
     )
+
+
+def test_a_short_password_is_not_starred_inside_ordinary_words():
+    """A password of one letter was starred wherever the letter stood ("***ync 'account***'"), garbling
+    every message and telling the password (found by a review); it is still hidden in a URL."""
+    from pendo_sync.secrets import redact, register_secret
+
+    register_secret("s")
+    assert redact("sync 'accounts': status") == "sync 'accounts': status"
+    assert (
+        redact("postgresql+psycopg2://postgres:s@db:5432/x") == "postgresql+psycopg2://postgres:***@db:5432/x"
+    )

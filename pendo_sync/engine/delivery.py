@@ -194,9 +194,9 @@ class Delivery:
             started = time.monotonic()
             try:
                 self.stats.calls += 1
-                response = await self.client.post_values(
-                    self.kind, self.group, batch.body, self.create_missing
-                )
+                # A clear never creates a record (an owed clear's id may be one Pendo never got).
+                create = self.create_missing and batch.op != "clear"
+                response = await self.client.post_values(self.kind, self.group, batch.body, create)
             except self.TRANSIENT as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 attempts += 1

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from pendo_sync.config import DeliverySettings, SyncSpec
 from pendo_sync.engine.batches import Batch, Batcher, BatchResult
-from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ROW_PREV, ROW_RETRY, ChangedRow, ChangeSet
+from pendo_sync.engine.changeset import ROW_ID, ROW_PREV, ROW_RETRY, ChangedRow, ChangeSet
 from pendo_sync.engine.delivery import Delivery
 from pendo_sync.engine.records import RecordEncoder
 from pendo_sync.outcome import Reject, RunCounts, reject_id

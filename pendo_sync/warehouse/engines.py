@@ -188,7 +188,10 @@ class ConnectionSettings:
     def attach(self, engine: Engine) -> None:
         """Hook the driver's casts, the session statements (and the IAM credentials) into every new
         connection of the engine."""
-        sa.event.listen(engine, "connect", lambda dbapi_connection, _record: register_casts(dbapi_connection))
+        if engine.dialect.driver == "psycopg2":  # the driver whose casts pg_casts.py knows
+            sa.event.listen(
+                engine, "connect", lambda dbapi_connection, _record: register_casts(dbapi_connection)
+            )
         if self.session_sql:
 
             @sa.event.listens_for(engine, "connect")

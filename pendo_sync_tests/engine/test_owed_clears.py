@@ -58,3 +58,19 @@ def test_a_failed_clear_is_retried_by_incremental_runs(world: World):
     assert (incremental.status, incremental.counts["cleared"]) == ("complete", 1)
     assert world.emulator.values_of("account", "a2") == {}
     assert world.store.rejects.outstanding("plans") == []
+
+
+def test_an_owed_clear_never_creates_a_record(duckdb_world: World):
+    """With create_missing, the owed clear of an id Pendo never got (its write failed with a 503) created an
+    empty record in Pendo (found by a review)."""
+    world = duckdb_world
+    spec = replace(plans_sync(world), create_missing=True)
+    world.sql("INSERT INTO plans VALUES ('a1', 'pro', now())")
+    world.run(spec)
+    world.sql("INSERT INTO plans VALUES ('zz', 'never', now())")
+    world.emulator.inject_faults([Fault("status", status=503, count=5)])
+    assert world.run(spec, delivery=ONCE, mode="incremental").counts["errors"] == 1
+    world.sql("DELETE FROM plans WHERE id = 'zz'")
+    world.run(spec, mode="incremental")
+    assert "zz" not in world.emulator.records("account")
+    assert world.store.rejects.outstanding("plans") == []
