@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.preflight import PreflightError, Source, describe_source, warehouse_problems
 from pendo_sync.errors import UsageError
-from pendo_sync.state.cursor import align_cursor, key_kind
+from pendo_sync.state.cursor import KIND_WORDS, align_cursor, cursor_fits, key_kind
 from pendo_sync.state.store import StateStore
 from pendo_sync.warehouse.hashes import mapping_digest
 from pendo_sync.warehouse.slices import (
@@ -208,6 +208,15 @@ def plan_window(
     if kind is None and previous is not None:  # a query source whose key type the driver did not say
         previous = align_cursor(previous, None, like=max_replication_key(warehouse, spec, Slice("full")))
     previous = align_cursor(previous, kind)
+    if previous is not None and not cursor_fits(previous, kind):  # the key's type changed since
+        if options.mode == "incremental" and not options.full_refresh:
+            words = KIND_WORDS.get(kind or "", "a value of its type")
+            raise UsageError(
+                f"sync {spec.name!r}: the cursor {previous} kept by the last run is not {words}, "
+                f"as replication key {spec.replication_key!r} now is (its type changed); run the sync once "
+                "with --mode full to read every row and start the cursor again"
+            )
+        previous = None  # a full run starts it again
     if options.mode == "incremental" and previous is not None and not options.full_refresh:
         lower = lookback_lower(previous, spec.lookback_seconds)
         upper = max_replication_key(warehouse, spec, Slice("incremental", lower, lower_included=True), kind)

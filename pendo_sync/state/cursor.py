@@ -88,6 +88,26 @@ def align_cursor(value: Any, kind: str | None, like: Any = None) -> Any:
     return value
 
 
+# What each kind of key holds, as a message says it.
+KIND_WORDS = {
+    "timestamptz": "a time", "timestamp": "a time", "date": "a date", "integer": "a number",
+    "number": "a number", "string": "text",
+}  # fmt: skip
+
+
+def cursor_fits(value: Any, kind: str | None) -> bool:
+    """Whether a cursor (align_cursor's) is a value of this kind of key; any cursor fits an unknown kind."""
+    if kind in ("timestamp", "timestamptz"):
+        return isinstance(value, dt.datetime)
+    if kind == "date":
+        return isinstance(value, dt.date)
+    if kind in ("integer", "number"):
+        return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    return True
+
+
 def _kind_of(value: Any) -> str | None:
     if isinstance(value, dt.datetime):
         return "timestamptz" if value.tzinfo is not None else "timestamp"

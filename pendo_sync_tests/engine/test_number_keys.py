@@ -3,9 +3,13 @@ the key the cursor holds are read (found by a black-box hunt)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
+import pytest
+
 from pendo_sync.config import FieldMapping, SyncSpec
+from pendo_sync.errors import UsageError
 from pendo_sync_tests.world import World
 
 
@@ -44,3 +48,23 @@ def test_a_row_arriving_later_with_the_cursors_integer_key_is_sent(world: World)
     second = world.run(spec, mode="incremental")
     assert world.emulator.received_ids == ["n3"]
     assert (second.counts["confirmed"], second.cursor) == (1, 200)
+
+
+def test_a_cursor_the_keys_new_type_cannot_take_is_named_with_the_fix(world: World):
+    """The key's type changed (epoch seconds to a timestamp): every incremental run failed with the
+    database's 'operator does not exist: timestamp with time zone >= integer' (found by a black-box hunt).
+    Now the run says which cursor no longer fits and what to do; a full run starts the cursor again."""
+    spec = number_key_sync(world, "BIGINT")
+    world.sql("INSERT INTO nkey VALUES ('n1', 'a', 1700000000)")
+    world.run(spec, mode="incremental")
+    world.sql("ALTER TABLE nkey ALTER COLUMN k TYPE TIMESTAMPTZ USING to_timestamp(k)")
+    with pytest.raises(UsageError) as refused:
+        world.run(spec, mode="incremental")
+    assert str(refused.value) == (
+        "sync 'nkey': the cursor 1700000000 kept by the last run is not a time, as replication key 'k' now "
+        "is (its type changed); run the sync once with --mode full to read every row and start the cursor "
+        "again"
+    )
+    full = world.run(spec, mode="full")
+    assert full.cursor == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
+    assert world.run(spec, mode="incremental").status == "complete"
