@@ -55,15 +55,25 @@ class Rejects:
     def rejected_ids(
         self, sync_name: str, chunk_rows: int, only: str | None = None, other_than: str | None = None
     ) -> Iterator[list[str]]:
-        """Every rejected id of the sync (of kind `only`, of kinds `other_than`), in chunks."""
+        """Every rejected id of the sync (of kind `only`, of kinds `other_than`), in chunks, each read by a
+        query of its own, in id order: no read stays open while the caller works on a chunk (the run's
+        writer commits meanwhile, and DuckDB keeps the undo of every commit made while a read is open: at
+        its memory cap, a 1,000,000-row sync with 10,000 error rejects ran out of memory)."""
         r = self.table
         stmt = sa.select(r.c.record_id).where(r.c.sync_name == sync_name).distinct()
         if only:
             stmt = stmt.where(r.c.kind == only)
         if other_than:
             stmt = stmt.where(r.c.kind != other_than)
-        for part in stream_rows(self.engine, stmt, chunk_rows):
-            yield [row[0] for row in part]
+        after: str | None = None
+        while True:
+            page = stmt if after is None else stmt.where(r.c.record_id > after)
+            with self.engine.connect() as conn:
+                ids = list(conn.execute(page.order_by(r.c.record_id).limit(chunk_rows)).scalars())
+            if not ids:
+                return
+            yield ids
+            after = ids[-1]
 
     def flags_of(
         self, sync_name: str, record_ids: Sequence[str], missing_since: dt.datetime
