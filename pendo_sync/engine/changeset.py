@@ -175,6 +175,13 @@ class ChangeSet:
         run, which clears the ledger's ids gone from the source, asks for those `outside_ledger`)."""
         if not self._owes_clears:
             return
+        if self.ledger_in_warehouse:  # one anti-join: the ids it gives are few (a query per chunk of
+            # rejects, each an IN list over the source, ran DuckDB out of memory while the writer committed)
+            stmt = self.sql.gone_rejects(self.diff_state(), only="error", in_ledger=not outside_ledger)
+            with self.warehouse.connect() as conn:
+                gone = list(conn.execute(stmt).scalars())
+            yield from chunks(gone, chunk_rows)
+            return
         for ids in self.state.rejects.rejected_ids(self.spec.name, chunk_rows, only="error"):
             if outside_ledger:
                 confirmed = self.state.ledger.hashes(self.spec.name, ids)

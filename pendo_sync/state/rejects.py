@@ -57,8 +57,7 @@ class Rejects:
     ) -> Iterator[list[str]]:
         """Every rejected id of the sync (of kind `only`, of kinds `other_than`), in chunks, each read by a
         query of its own, in id order: no read stays open while the caller works on a chunk (the run's
-        writer commits meanwhile, and DuckDB keeps the undo of every commit made while a read is open: at
-        its memory cap, a 1,000,000-row sync with 10,000 error rejects ran out of memory)."""
+        writer commits meanwhile, and DuckDB keeps the undo of every commit made while a read is open)."""
         r = self.table
         stmt = sa.select(r.c.record_id).where(r.c.sync_name == sync_name).distinct()
         if only:

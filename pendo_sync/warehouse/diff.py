@@ -243,20 +243,29 @@ class ChangeSetSQL:
             ~sa.exists().where(source_id == ledger.c.record_id, *in_part(source_id, part)),
         )
 
-    def gone_rejects(self, state: DiffState, other_than: str | None = None) -> sa.Select[Any]:
-        """Rejected ids (of kinds `other_than`) the ledger lacks that are no longer in the source: nothing
-        more is owed for them."""
+    def gone_rejects(
+        self,
+        state: DiffState,
+        other_than: str | None = None,
+        only: str | None = None,
+        in_ledger: bool = False,
+    ) -> sa.Select[Any]:
+        """Rejected ids (of kinds `other_than`, of kind `only`) the ledger lacks (or has too, with
+        `in_ledger`) that are no longer in the source: nothing more is owed for them, or a clear
+        (changeset.owed_clears)."""
         rel = source_relation(self.spec)
         rejects, ledger = state.rejects, state.ledger
+        in_the_ledger = sa.exists().where(
+            ledger.c.sync_name == state.sync_name, ledger.c.record_id == rejects.c.record_id
+        )
         return (
             sa.select(rejects.c.record_id)
             .distinct()
             .where(
                 rejects.c.sync_name == state.sync_name,
                 rejects.c.kind != other_than if other_than else sa.true(),
-                ~sa.exists().where(
-                    ledger.c.sync_name == state.sync_name, ledger.c.record_id == rejects.c.record_id
-                ),
+                rejects.c.kind == only if only else sa.true(),
+                sa.true() if in_ledger else ~in_the_ledger,
                 ~sa.exists().where(id_text(rel, self.spec) == rejects.c.record_id),
                 sa.or_(  # an id too long to keep was rejected in its short form
                     sa.func.strpos(rejects.c.record_id, SHORT_ID_MARK) == 0,

@@ -77,8 +77,8 @@ def test_an_owed_clear_never_creates_a_record(duckdb_world: World):
 
 
 def test_rejected_ids_come_page_by_page_each_read_on_its_own(duckdb_world: World):
-    """owed_clears reads the error rejects while the run's writer commits: a read held open across the
-    pages made DuckDB keep every commit's undo and run out of memory at its cap in the benchmark."""
+    """With a separate state database, owed_clears reads the error rejects while the run's writer commits:
+    each page is a query of its own, so no read stays open across them."""
     world = duckdb_world
     world.run("accounts")
     missing = sorted(r["record_id"] for r in world.store.rejects.outstanding("accounts"))
