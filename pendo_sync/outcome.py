@@ -25,7 +25,7 @@ REJECT_KINDS = {
 # The longest id Pendo and the state tables' record_id take.
 MAX_ID_LENGTH = 512
 # An id longer than that is kept (rejected) as its first SHORT_ID_PREFIX characters, SHORT_ID_MARK and the
-# md5 of the whole: the same in every run; warehouse/slices.py short_id_text says it in SQL.
+# md5 of the whole: the same in every run; warehouse/diff.py short_id_text says it in SQL.
 SHORT_ID_PREFIX, SHORT_ID_MARK = 400, "..."
 EMPTY_ID = "(empty id)"  # the id a row without one (NULL or empty) is rejected under
 

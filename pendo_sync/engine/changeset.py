@@ -163,7 +163,7 @@ class ChangeSet:
         """Rejected ids the ledger lacks that left the source: nothing is owed for them any more (but for
         the `error` rejects of a sync that clears deleted ids: owed_clears)."""
         if not self.fresh:
-            yield from self.reader.vanished_rejects(chunk_rows, "error" if self._owes_clears else None)
+            yield from self.reader.gone_rejects(chunk_rows, other_than="error" if self._owes_clears else None)
 
     @property
     def _owes_clears(self) -> bool:
@@ -173,30 +173,8 @@ class ChangeSet:
         """With on_delete: clear, the ids of `error` rejects that left the source, to clear: a write Pendo
         may have applied though its answer was lost, or a clear that failed. Every run clears them (a full
         run, which clears the ledger's ids gone from the source, asks for those `outside_ledger`)."""
-        if not self._owes_clears:
-            return
-        if self.ledger_in_warehouse:  # one anti-join: the ids it gives are few (a query per chunk of
-            # rejects, each an IN list over the source, ran DuckDB out of memory while the writer committed)
-            stmt = self.sql.gone_rejects(self.diff_state(), only="error", in_ledger=not outside_ledger)
-            with self.warehouse.connect() as conn:
-                gone = list(conn.execute(stmt).scalars())
-            yield from chunks(gone, chunk_rows)
-            return
-        for ids in self.state.rejects.rejected_ids(self.spec.name, chunk_rows, only="error"):
-            if outside_ledger:
-                confirmed = self.state.ledger.hashes(self.spec.name, ids)
-                ids = [i for i in ids if i not in confirmed]
-            gone = self.absent_from_source(ids)
-            if gone:
-                yield gone
-
-    def absent_from_source(self, ids: list[str]) -> list[str]:
-        """Those of the ids the source does not hold."""
-        present: set[str] = set()
-        with self.warehouse.connect() as conn:
-            for chunk in chunks(ids, 1000):
-                present.update(r[0] for r in conn.execute(self.sql.present_ids(chunk)))
-        return [i for i in ids if i not in present]
+        if self._owes_clears:
+            yield from self.reader.gone_rejects(chunk_rows, only="error", in_ledger=not outside_ledger)
 
     # -- sizes, for progress ---------------------------------------------------------------------------
     def expected_total(self, with_deletes: bool) -> int:
@@ -238,7 +216,10 @@ class _Reader:
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
         raise NotImplementedError
 
-    def vanished_rejects(self, chunk_rows: int, other_than: str | None) -> Iterator[list[str]]:
+    def gone_rejects(
+        self, chunk_rows: int, other_than: str | None = None, only: str | None = None, in_ledger: bool = False
+    ) -> Iterator[list[str]]:
+        """Rejected ids (diff.py ChangeSetSQL.gone_rejects says which) the source no longer holds."""
         raise NotImplementedError
 
     def count_changed(self) -> int:
@@ -277,9 +258,14 @@ class _JoinInWarehouse(_Reader):
         for rows in self._read(lambda part: self.changes.sql.gone(state, part), chunk_rows, "gone"):
             yield [r[0] for r in rows]
 
-    def vanished_rejects(self, chunk_rows: int, other_than: str | None) -> Iterator[list[str]]:
+    def gone_rejects(
+        self, chunk_rows: int, other_than: str | None = None, only: str | None = None, in_ledger: bool = False
+    ) -> Iterator[list[str]]:
+        """One anti-join, where the data lives (a query per chunk of rejects, each an IN list over the
+        source, ran DuckDB out of its memory cap in the benchmark)."""
         c = self.changes
-        for rows in stream_rows(c.warehouse, c.sql.gone_rejects(c.diff_state(), other_than), chunk_rows):
+        stmt = c.sql.gone_rejects(c.diff_state(), other_than, only, in_ledger)
+        for rows in stream_rows(c.warehouse, stmt, chunk_rows):
             yield [r[0] for r in rows]
 
     def count_changed(self) -> int:
@@ -359,17 +345,30 @@ class _Streamed(_Reader):
 
     def deleted_ids(self, chunk_rows: int) -> Iterator[list[str]]:
         for ids in self.changes.state.ledger.ids(self.changes.spec.name, chunk_rows):
-            gone = self.changes.absent_from_source(ids)
+            gone = self._absent(ids)
             if gone:
                 yield gone
 
-    def vanished_rejects(self, chunk_rows: int, other_than: str | None) -> Iterator[list[str]]:
+    def gone_rejects(
+        self, chunk_rows: int, other_than: str | None = None, only: str | None = None, in_ledger: bool = False
+    ) -> Iterator[list[str]]:
         c = self.changes
-        for rejected in c.state.rejects.rejected_ids(c.spec.name, chunk_rows, other_than=other_than):
-            confirmed = c.state.ledger.hashes(c.spec.name, rejected)
-            gone = c.absent_from_source([i for i in rejected if i not in confirmed])
+        for rejected in c.state.rejects.rejected_ids(c.spec.name, chunk_rows, only, other_than):
+            if not in_ledger:
+                confirmed = c.state.ledger.hashes(c.spec.name, rejected)
+                rejected = [i for i in rejected if i not in confirmed]
+            gone = self._absent(rejected)
             if gone:
                 yield gone
+
+    def _absent(self, ids: list[str]) -> list[str]:
+        """Those of the ids the source does not hold."""
+        c = self.changes
+        present: set[str] = set()
+        with c.warehouse.connect() as conn:
+            for chunk in chunks(ids, 1000):
+                present.update(r[0] for r in conn.execute(c.sql.present_ids(chunk)))
+        return [i for i in ids if i not in present]
 
     def count_changed(self) -> int:
         return -1  # unknown without a full pass; progress shows no ETA

@@ -3,7 +3,6 @@ the bookmark enter the ledger as already confirmed, so the first run does not re
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -13,20 +12,21 @@ from sqlalchemy.engine import Engine
 from pendo_sync.config import SyncSpec
 from pendo_sync.engine.changeset import ROW_HASH, ROW_ID, ChangeSet
 from pendo_sync.engine.preflight import PreflightError, describe_source, warehouse_problems
-from pendo_sync.state.cursor import align_cursor, key_kind
+from pendo_sync.state.cursor import align_cursor, cursor_fits, key_kind
 from pendo_sync.state.store import StateStore
 from pendo_sync.state.versions import StateError
 from pendo_sync.warehouse.slices import Slice
 
-# What a key of each kind (key_kind) takes from a bookmark, as align_cursor makes it; in words; an example.
-_FORMS: dict[str | None, tuple[type | tuple[type, ...], str, str]] = {
-    "timestamp": (dt.datetime, "an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
-    "timestamptz": (dt.datetime, "an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
-    "date": (dt.date, "an ISO 8601 date", '"2026-10-29"'),
-    "integer": ((int, float), "a number", "1234"),
-    "number": ((int, float), "a number", "1234"),
-    "string": (str, "text", '"abc"'),
-    None: ((str, int, float), "text or a number", '"2026-10-29T00:00:00Z"'),
+# What a key of each kind (key_kind) takes from a bookmark, in words, and an example; which values it takes
+# is state/cursor.py's cursor_fits.
+_FORMS: dict[str | None, tuple[str, str]] = {
+    "timestamp": ("an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
+    "timestamptz": ("an ISO 8601 time of the years 1 to 9999", '"2026-10-29T00:00:00Z"'),
+    "date": ("an ISO 8601 date", '"2026-10-29"'),
+    "integer": ("a number", "1234"),
+    "number": ("a number", "1234"),
+    "string": ("text", '"abc"'),
+    None: ("text or a number", '"2026-10-29T00:00:00Z"'),
 }
 
 
@@ -70,12 +70,13 @@ def read_bookmark(path: str | Path, spec: SyncSpec, stream: str | None = None) -
 
 def bookmark_cursor(spec: SyncSpec, stream: str, value: Any, kind: str | None) -> Any:
     """The bookmark as a cursor of the key's kind (key_kind); one the key cannot take is refused."""
-    takes, what, example = _FORMS[kind]
+    what, example = _FORMS[kind]
     try:
         cursor = None if isinstance(value, bool) else align_cursor(value, kind)  # JSON's true is no number
     except ValueError:  # text that is no date or number
         cursor = None
-    if isinstance(cursor, takes):
+    # A JSON object or array is no key's value, whatever the kind (an unknown kind fits anything else).
+    if cursor is not None and not isinstance(cursor, dict | list) and cursor_fits(cursor, kind):
         return cursor
     raise StateError(
         f"sync {spec.name!r}: the Singer bookmark of stream {stream!r} holds {json.dumps(value)}, which is not a "

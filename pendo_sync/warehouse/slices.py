@@ -258,11 +258,10 @@ def future_keys(engine: Engine, spec: SyncSpec, window: Slice, ceiling: Any) -> 
     bound: sa.BindParameter[Any] = sa.bindparam("ceiling", ceiling)
     with engine.connect() as conn:
         newest = conn.execute(sa.select(sa.func.max(key)).where(*where, key <= bound)).scalar()
-        rows = conn.execute(sa.select(sa.func.count()).where(*where, key > bound)).scalar()
-        try:
-            latest = conn.execute(sa.select(sa.func.max(key)).where(*where, key > bound)).scalar()
-        except ValueError:  # psycopg2 cannot read a time past year 9999
-            latest = "a time past the year 9999"
+        # A latest key past the year 9999 comes as its text (DuckDB, and psycopg2 through pg_casts.py).
+        rows, latest = conn.execute(
+            sa.select(sa.func.count(), sa.func.max(key)).where(*where, key > bound)
+        ).one()
     return FutureKeys(newest, int(rows or 0), latest)
 
 

@@ -15,19 +15,29 @@ def present_accounts(world: World, n: int) -> list[str]:
     return [i for i, v in sorted(world.emulator.records("account").items())][:n]
 
 
+def now() -> dt.datetime:
+    """Now, as the sample tables' naive UTC keys hold it."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def set_plan(world: World, account: str, plan: str, updated_at: object) -> None:
+    world.sql(
+        "UPDATE accounts SET plan = :p, updated_at = :t WHERE account_id = :a",
+        p=plan,
+        t=updated_at,
+        a=account,
+    )
+
+
 def test_a_far_future_key_does_not_freeze_incremental_runs(world: World):
     world.run("accounts", mode="incremental")
     far, later = present_accounts(world, 2)
-    world.sql(
-        "UPDATE accounts SET plan = 'far', updated_at = :t WHERE account_id = :a",
-        t=dt.datetime(9999, 12, 31),
-        a=far,
-    )
+    set_plan(world, far, "far", dt.datetime(9999, 12, 31))
     world.emulator.reset_stats()
     second = world.run("accounts", mode="incremental")
     assert world.emulator.received_ids == [far]
     assert world.emulator.values_of("account", far)["plan"] == "far"
-    ceiling = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
+    ceiling = now() + dt.timedelta(days=1)
     assert second.cursor < ceiling
     assert (
         "1 row of accounts has updated_at later than a day from now (the latest 9999-12-31 00:00:00): the "
@@ -35,11 +45,7 @@ def test_a_far_future_key_does_not_freeze_incremental_runs(world: World):
         "correct updated_at in the source"
     ) in second.note
 
-    world.sql(
-        "UPDATE accounts SET plan = 'later', updated_at = :t WHERE account_id = :a",
-        t=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        a=later,
-    )
+    set_plan(world, later, "later", now())
     world.emulator.reset_stats()
     third = world.run("accounts", mode="incremental")
     assert world.emulator.received_ids == [later]  # the far row is read again, but unchanged: not sent
@@ -75,11 +81,7 @@ def test_a_far_key_after_the_keys_type_gained_a_zone_is_compared_with_the_cursor
     first = world.run("accounts", mode="incremental")
     world.sql("ALTER TABLE accounts ALTER updated_at TYPE TIMESTAMPTZ")
     far, later = present_accounts(world, 2)
-    world.sql(
-        "UPDATE accounts SET plan = 'far', updated_at = :t WHERE account_id = :a",
-        t=dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
-        a=far,
-    )
+    set_plan(world, far, "far", dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
     world.emulator.reset_stats()
     second = world.run("accounts", mode="incremental")
     assert second.status == "complete"
@@ -88,11 +90,7 @@ def test_a_far_key_after_the_keys_type_gained_a_zone_is_compared_with_the_cursor
     assert "the latest 9999-12-31 00:00:00+00:00" in second.note
     days, newest = days_with_rows_after(world.engine, world.spec("accounts"), first.cursor)
     assert days == [dt.date(9999, 12, 31)] and newest == first.cursor  # the sensor's cursor stays
-    world.sql(
-        "UPDATE accounts SET plan = 'later', updated_at = :t WHERE account_id = :a",
-        t=dt.datetime.now(dt.UTC),
-        a=later,
-    )
+    set_plan(world, later, "later", dt.datetime.now(dt.UTC))
     world.emulator.reset_stats()
     third = world.run("accounts", mode="incremental")
     assert world.emulator.received_ids == [later]
@@ -108,16 +106,12 @@ def test_a_cursor_an_earlier_release_left_in_the_future_is_read_past(world: Worl
         v=first.version,
     )
     (changed,) = present_accounts(world, 1)
-    world.sql(
-        "UPDATE accounts SET plan = 'meanwhile', updated_at = :t WHERE account_id = :a",
-        t=dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1),
-        a=changed,
-    )
+    set_plan(world, changed, "meanwhile", now() - dt.timedelta(hours=1))
     world.emulator.reset_stats()
     second = world.run("accounts", mode="incremental")
     assert second.slice.endswith("(every row: the cursor 9999-12-31 00:00:00 was more than a day past now)")
     assert world.emulator.received_ids == [changed]
-    assert second.cursor < dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    assert second.cursor < now()
 
 
 def test_the_ceiling_of_each_kind_of_key():
@@ -144,17 +138,13 @@ def test_keys_no_datetime_holds_are_read_by_every_incremental_run(world: World):
     second = world.run("accounts", mode="incremental")
     assert second.status == "complete"
     assert sorted(world.emulator.received_ids) == sorted([endless, far])
-    ceiling = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
+    ceiling = now() + dt.timedelta(days=1)
     assert isinstance(second.cursor, dt.datetime) and second.cursor < ceiling
     assert "2 rows of accounts have updated_at later than a day from now" in second.note
 
     world.sql("UPDATE accounts SET plan = 'endless 2' WHERE account_id = :a", a=endless)
     world.sql("UPDATE accounts SET plan = 'far 2' WHERE account_id = :a", a=far)
-    world.sql(
-        "UPDATE accounts SET plan = 'later', updated_at = :t WHERE account_id = :a",
-        t=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        a=later,
-    )
+    set_plan(world, later, "later", now())
     world.emulator.reset_stats()
     third = world.run("accounts", mode="incremental")
     assert sorted(world.emulator.received_ids) == sorted([endless, far, later])
@@ -165,7 +155,7 @@ def test_keys_no_datetime_holds_are_read_by_every_incremental_run(world: World):
 
     world.sql(  # only the year 10000 left far: the newest key is one psycopg2 cannot read
         "UPDATE accounts SET updated_at = :t WHERE account_id = :a",
-        t=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        t=now(),
         a=endless,
     )
     fourth = world.run("accounts", mode="incremental")
@@ -181,6 +171,6 @@ def test_the_sensors_first_tick_reads_past_a_key_no_datetime_holds(world: World)
     (far,) = present_accounts(world, 1)
     world.sql("UPDATE accounts SET updated_at = '10000-01-01' WHERE account_id = :a", a=far)
     days, newest = days_with_rows_after(world.engine, world.spec("accounts"), None)
-    ceiling = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
+    ceiling = now() + dt.timedelta(days=1)
     assert isinstance(newest, dt.datetime) and newest < ceiling
     assert days and all(isinstance(day, dt.date) for day in days)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -234,6 +235,7 @@ def test_a_bookmark_is_checked_against_the_keys_type_whatever_the_type(
         ("seats", "12", 12),
         ("seats", 12, 12),
         ("arr", 1234.5, 1234.5),
+        ("arr", "1234.5", Decimal("1234.5")),  # a number cursor as text is kept exactly; it was refused
         ("plan", "pro", "pro"),
     ],
 )

@@ -393,7 +393,7 @@ EXPECTED_CALLERS = {
     "record_batch", "_next", "all", "get", "outstanding", "count_by_kind", "of_run", "rows", "count",
     "hashes", "flags_of", "retry_ids", "rejected_ids", "ids", "revert_plan", "revert", "clear_pendo_ids",
     "add_pendo_ids", "pendo_ids_among", "is_fresh", "discover", "describe_source", "max_replication_key",
-    "count_changed", "changed_rows", "deleted_ids", "vanished_rejects", "duplicates",
+    "count_changed", "changed_rows", "deleted_ids", "gone_rejects", "duplicates",
     "duplicated_ids", "stream_rows", "count_rows", "days_with_rows_after", "_field_hashes", "write_entries",
     "prune_change_log", "sample_ids", "seen_ids", "add", "unseen", "future_keys", "owed_refresh",
 }  # fmt: skip
